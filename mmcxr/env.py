@@ -100,3 +100,19 @@ def report(params: dict[str, Any], device: str = "auto") -> dict[str, Any]:
     }
     print(json.dumps(info, indent=2, default=str))
     return info
+
+
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+_LITERAL_TYPES = (str, int, float, bool, type(None), list, tuple, dict)
+
+
+def capture_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The notebook's parameters: every literal global defined so far.
+
+    Called in the cell right after the ``parameters`` cell (and papermill's injected one),
+    when the only user globals are the parameters, so the list never has to be typed twice.
+    """
+    return {
+        k: v for k, v in namespace.items()
+        if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, _LITERAL_TYPES)
+    }
