@@ -1,0 +1,186 @@
+"""Evaluation procedures built on :mod:`mmcxr.metrics`: the bimodal sensitivity test and
+bootstrap intervals for whole prediction tables.
+
+The sensitivity test is paper 001's (Figure 2, bottom table): a fused model is re-scored with one
+modality permuted across the test set, so each case keeps its label and its other modality but
+gets a stranger's image (or report). A model that uses a modality loses performance when that
+modality is shuffled; a model that ignores it does not.
+
+Prediction helpers take a ``predict_fn(model, dataset) -> (probs, labels)`` (e.g.
+``mmcxr.train.predict``) so that this module does not depend on the training loop.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mmcxr.metrics import METRIC_NAMES, binary_metrics, ci_wide, metrics_with_ci, multilabel_metrics
+
+CONDITIONS = {"normal": None, "image shuffled": "image", "text shuffled": "text"}
+"""Rows of the sensitivity table and the modality each one shuffles."""
+
+
+class ShufflableDataset(Protocol):
+    """The data layer's ``MultimodalDataset`` contract used here."""
+
+    def shuffled(self, modality: str, seed: int) -> Any: ...
+
+
+PredictFn = Callable[[Any, Any], Any]
+
+
+def _unpack(pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs, labels)`` from a tuple or from an object with ``.probs`` and ``.labels``."""
+    if hasattr(pred, "probs") and hasattr(pred, "labels"):
+        probs, labels = pred.probs, pred.labels
+    else:
+        try:
+            probs, labels = pred
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                "predict_fn must return (probs, labels) or an object with .probs and .labels, "
+                f"got {type(pred).__name__}"
+            ) from err
+    to_np = lambda a: a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)  # noqa: E731
+    return to_np(probs).astype(float), to_np(labels).astype(float)
+
+
+def score(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    threshold: float = 0.5,
+    label_names: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Binary metrics, or for ``(N, C)`` multi-label predictions the macro row of
+    :func:`~mmcxr.metrics.multilabel_metrics`."""
+    if labels.ndim == 1:
+        return binary_metrics(labels, probs, threshold)
+    names = (
+        list(label_names) if label_names is not None else [str(i) for i in range(labels.shape[1])]
+    )
+    macro = multilabel_metrics(labels, probs, names, threshold).loc["macro"]
+    return {m: float(macro[m]) for m in METRIC_NAMES}
+
+
+def bimodal_sensitivity(
+    model: Any,
+    test_ds: ShufflableDataset,
+    predict_fn: PredictFn,
+    *,
+    seed: int = 0,
+    threshold: float = 0.5,
+    modalities: Sequence[str] = ("image", "text"),
+    label_names: Sequence[str] | None = None,
+    n_boot: int = 0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Paper 001's bimodal sensitivity test.
+
+    Scores ``model`` on ``test_ds`` as is and on ``test_ds.shuffled(modality, seed)`` for each
+    modality. Returns one row per condition (``normal``, ``image shuffled``, ``text shuffled``),
+    a ``shuffled`` column (``none``/``image``/``text``, for joining with run tables) and a
+    column per metric; with ``n_boot > 0`` (binary tasks) also ``<metric>_lo`` /
+    ``<metric>_hi`` bootstrap bounds. Labels returned for a shuffled set must equal the normal
+    ones -- shuffling a modality must never move labels -- or this raises.
+    """
+    wanted = {"normal": None} | {f"{m} shuffled": m for m in modalities}
+    for m in modalities:
+        if m not in ("image", "text"):
+            raise ValueError(f"modality must be 'image' or 'text', got {m!r}")
+    results: dict[str, dict[str, float]] = {}
+    reference: np.ndarray | None = None
+    for name, modality in tqdm(wanted.items(), desc="bimodal sensitivity"):
+        ds = test_ds if modality is None else test_ds.shuffled(modality, seed)
+        probs, labels = _unpack(predict_fn(model, ds))
+        if reference is None:
+            reference = labels
+        elif labels.shape != reference.shape or not np.array_equal(labels, reference):
+            raise ValueError(
+                f"labels changed when the {modality} modality was shuffled: shuffled() must "
+                "permute that modality only"
+            )
+        if n_boot > 0:
+            if labels.ndim != 1:
+                raise ValueError("bootstrap intervals here are for binary tasks only")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                table = metrics_with_ci(labels, probs, threshold, n_boot, alpha, seed)
+            results[name] = ci_wide({name: table}).iloc[0].to_dict()
+        else:
+            results[name] = score(probs, labels, threshold, label_names)
+    out = pd.DataFrame.from_dict(results, orient="index")
+    out.insert(0, "shuffled", [wanted[c] or "none" for c in out.index])
+    out.index.name = "condition"
+    return out
+
+
+def predictions_table(predictions: Mapping[str, Any]) -> pd.DataFrame:
+    """Long table ``run, case, label, prob`` from ``{run: (probs, labels)}`` (binary tasks).
+
+    The format :func:`predictions_ci` reads and the book saves next to each chapter's figures.
+    """
+    parts = []
+    for run, pred in predictions.items():
+        probs, labels = _unpack(pred)
+        if probs.ndim != 1 or labels.shape != probs.shape:
+            raise ValueError(f"run {run!r}: need 1-D probs and labels of equal length")
+        parts.append(
+            pd.DataFrame(
+                {"run": run, "case": np.arange(len(probs)), "label": labels, "prob": probs}
+            )
+        )
+    if not parts:
+        raise ValueError("no predictions given")
+    return pd.concat(parts, ignore_index=True)
+
+
+def predictions_ci(
+    table: pd.DataFrame,
+    *,
+    by: str | Sequence[str] = "run",
+    label_col: str = "label",
+    prob_col: str = "prob",
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Bootstrap intervals for every metric of every run in a long prediction table.
+
+    One row per group of ``by`` with columns ``<metric>``, ``<metric>_lo``, ``<metric>_hi``
+    (ready for :func:`~mmcxr.metrics.comparison_table`), plus ``n`` and ``positives``.
+    Resampling is within each run, with the same seed for every run.
+    """
+    needed = [*([by] if isinstance(by, str) else by), label_col, prob_col]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise KeyError(f"prediction table lacks columns {missing}; has {list(table.columns)}")
+    tables, sizes = {}, {}
+    groups = table.groupby(by, sort=False)
+    for key, g in tqdm(groups, total=groups.ngroups, desc="bootstrap runs"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            tables[key] = metrics_with_ci(g[label_col], g[prob_col], threshold, n_boot, alpha, seed)
+        sizes[key] = (len(g), float(g[label_col].sum()))
+        skipped = tables[key]["n_skipped"]
+        if skipped.any():
+            warnings.warn(
+                f"run {key!r}: bootstrap skipped undefined resamples "
+                + ", ".join(f"{m} {int(s)}/{n_boot}" for m, s in skipped[skipped > 0].items()),
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    out = ci_wide(tables)
+    out["n"] = [sizes[k][0] for k in out.index]
+    out["positives"] = [sizes[k][1] for k in out.index]
+    if not isinstance(by, str):
+        out.index = pd.MultiIndex.from_tuples(out.index, names=list(by))
+    else:
+        out.index.name = by
+    return out

@@ -1,0 +1,582 @@
+"""Classification metrics with the book's conventions, on top of scikit-learn.
+
+Every number the book reports goes through here so that all five chapters agree on three
+things scikit-learn leaves to the caller:
+
+* **Thresholds.** Threshold metrics (accuracy, precision, recall, F1) binarise probabilities
+  with ``prob >= threshold`` (0.5 unless told otherwise); ranking metrics (AUROC, average
+  precision) use the raw scores.
+* **Undefined values.** Precision/recall/F1 with an empty denominator are 0
+  (``zero_division=0``: a model that never predicts positive gets no credit for precision).
+  AUROC with one class absent, and average precision with no positive case, are NaN with a
+  warning rather than scikit-learn's 0.0 for AP, which would read as "worst possible".
+* **Uncertainty.** Point estimates come with percentile-bootstrap intervals that resample
+  cases (:func:`bootstrap_ci`, :func:`metrics_with_ci`), and :func:`comparison_table` sets them
+  beside a paper's reported numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from tqdm.auto import tqdm
+
+METRIC_NAMES: tuple[str, ...] = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "auroc",
+    "average_precision",
+)
+"""Keys of :func:`binary_metrics`, in the order tables show them."""
+
+ArrayLike = Sequence[float] | np.ndarray
+
+
+# --------------------------------------------------------------------------------------------
+# input checking
+
+
+def _as_binary_labels(y_true: ArrayLike, name: str = "y_true") -> np.ndarray:
+    y = np.asarray(y_true, dtype=float)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one label per case), got shape {y.shape}")
+    if np.isnan(y).any():
+        raise ValueError(f"{name} contains {int(np.isnan(y).sum())} NaN label(s)")
+    bad = ~np.isin(y, (0.0, 1.0))
+    if bad.any():
+        raise ValueError(
+            f"{name} must hold only 0/1 labels; found {sorted(set(y[bad].tolist()))[:5]}"
+        )
+    return y.astype(int)
+
+
+def _as_scores(prob: ArrayLike, n: int, name: str = "prob") -> np.ndarray:
+    p = np.asarray(prob, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one score per case), got shape {p.shape}")
+    if len(p) != n:
+        raise ValueError(f"{name} has {len(p)} entries but y_true has {n}")
+    if not np.isfinite(p).all():
+        raise ValueError(f"{name} contains {int((~np.isfinite(p)).sum())} non-finite score(s)")
+    return p
+
+
+def _checked(y_true: ArrayLike, prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    y = _as_binary_labels(y_true)
+    return y, _as_scores(prob, len(y))
+
+
+# --------------------------------------------------------------------------------------------
+# scalar binary metrics
+
+
+def accuracy(y_true: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> float:
+    """Fraction of cases whose thresholded prediction equals the label."""
+    y, p = _checked(y_true, prob)
+    return float(skm.accuracy_score(y, (p >= threshold).astype(int)))
+
+
+def precision(y_true: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> float:
+    """Positive predictive value; 0 when nothing is predicted positive."""
+    y, p = _checked(y_true, prob)
+    return float(skm.precision_score(y, (p >= threshold).astype(int), zero_division=0))
+
+
+def recall(y_true: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> float:
+    """Sensitivity; 0 when there is no positive case."""
+    y, p = _checked(y_true, prob)
+    return float(skm.recall_score(y, (p >= threshold).astype(int), zero_division=0))
+
+
+def f1(y_true: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> float:
+    """Harmonic mean of precision and recall; 0 when both are 0."""
+    y, p = _checked(y_true, prob)
+    return float(skm.f1_score(y, (p >= threshold).astype(int), zero_division=0))
+
+
+def auroc(y_true: ArrayLike, prob: ArrayLike) -> float:
+    """Area under the ROC curve; NaN (with a warning) when one class is absent."""
+    y, p = _checked(y_true, prob)
+    if len(np.unique(y)) < 2:
+        warnings.warn(
+            f"AUROC is undefined with only one class present in y_true ({len(y)} cases); "
+            "returning NaN",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return math.nan
+    return float(skm.roc_auc_score(y, p))
+
+
+def average_precision(y_true: ArrayLike, prob: ArrayLike) -> float:
+    """Area under the precision-recall curve (step-wise, scikit-learn's AP).
+
+    NaN (with a warning) when there is no positive case: scikit-learn returns 0.0 there,
+    which a table would show as a real, terrible score.
+    """
+    y, p = _checked(y_true, prob)
+    if not y.any():
+        warnings.warn(
+            f"average precision is undefined without positive cases ({len(y)} cases); "
+            "returning NaN",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return math.nan
+    return float(skm.average_precision_score(y, p))
+
+
+def binary_metrics(y_true: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> dict[str, float]:
+    """All of :data:`METRIC_NAMES` for one binary task.
+
+    ``prob`` are scores for the positive class (probabilities for the threshold metrics).
+    Precision, recall and F1 use ``zero_division=0``; AUROC is NaN with a warning when one
+    class is absent and average precision is NaN with a warning when no case is positive.
+    """
+    y, p = _checked(y_true, prob)
+    pred = (p >= threshold).astype(int)
+    prec, rec, f, _ = skm.precision_recall_fscore_support(
+        y, pred, average="binary", zero_division=0
+    )
+    return {
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "precision": float(prec),
+        "recall": float(rec),
+        "f1": float(f),
+        "auroc": auroc(y, p),
+        "average_precision": average_precision(y, p),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# multi-label
+
+
+def _as_matrix(a: ArrayLike, name: str) -> np.ndarray:
+    m = np.asarray(a, dtype=float)
+    if m.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (cases x labels), got shape {m.shape}")
+    return m
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    ok = [v for v in values if not math.isnan(v)]
+    return float(np.mean(ok)) if ok else math.nan
+
+
+def multilabel_metrics(
+    Y: ArrayLike,
+    P: ArrayLike,
+    label_names: Sequence[str],
+    threshold: float = 0.5,
+    *,
+    mask_missing: bool = False,
+) -> pd.DataFrame:
+    """Per-label metrics plus ``micro`` and ``macro`` rows.
+
+    * per label: :func:`binary_metrics` on that column, with ``n`` cases and ``positives``;
+    * ``micro``: the label matrix flattened into one binary problem (so micro accuracy is the
+      fraction of correct label decisions, not scikit-learn's exact-match subset accuracy);
+    * ``macro``: the unweighted mean over labels, ignoring labels whose value is NaN (e.g.
+      AUROC for a label with no positive case in the test set; a warning names them).
+
+    ``Y`` may hold NaN (CheXpert blanks) only with ``mask_missing=True``; each label is then
+    scored on its labelled cases and the micro row on all labelled cells.
+    """
+    y = _as_matrix(Y, "Y")
+    p = _as_matrix(P, "P")
+    names = list(label_names)
+    if y.shape != p.shape:
+        raise ValueError(f"Y has shape {y.shape} but P has shape {p.shape}")
+    if y.shape[1] != len(names):
+        raise ValueError(f"{y.shape[1]} label columns but {len(names)} label_names")
+    missing = np.isnan(y)
+    if missing.any() and not mask_missing:
+        raise ValueError(
+            f"Y contains {int(missing.sum())} NaN label(s) (columns "
+            f"{[names[j] for j in np.flatnonzero(missing.any(0))][:5]}); "
+            "pass mask_missing=True to score each label on its labelled cases"
+        )
+    rows: dict[str, dict[str, float]] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # reported once, by label, below
+        for j, name in enumerate(names):
+            keep = ~missing[:, j]
+            r = binary_metrics(y[keep, j], p[keep, j], threshold)
+            r["n"] = float(keep.sum())
+            r["positives"] = float(y[keep, j].sum())
+            rows[name] = r
+        keep = ~missing
+        micro = binary_metrics(y[keep], p[keep], threshold)
+    undefined = [n for n in names if math.isnan(rows[n]["auroc"])]
+    if undefined:
+        warnings.warn(
+            f"AUROC/AP undefined (one class present) for {len(undefined)} label(s): "
+            f"{undefined}; they are left out of the macro means",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    micro["n"] = float(keep.sum())
+    micro["positives"] = float(y[keep].sum())
+    macro = {m: _nanmean([rows[n][m] for n in names]) for m in METRIC_NAMES}
+    macro.update(n=math.nan, positives=math.nan)
+    rows["micro"] = micro
+    rows["macro"] = macro
+    table = pd.DataFrame.from_dict(rows, orient="index")[[*METRIC_NAMES, "n", "positives"]]
+    table.index.name = "label"
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# curves and confusion matrices
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """One ROC curve (scikit-learn's ``roc_curve``) and its area."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    thresholds: np.ndarray
+    auroc: float
+
+
+def roc_curve(y_true: ArrayLike, prob: ArrayLike) -> RocCurve:
+    """ROC curve of one binary task; raises if one class is absent (there is no curve)."""
+    y, p = _checked(y_true, prob)
+    if len(np.unique(y)) < 2:
+        raise ValueError("an ROC curve needs both classes in y_true; only one is present")
+    fpr, tpr, thr = skm.roc_curve(y, p)
+    return RocCurve(fpr=fpr, tpr=tpr, thresholds=thr, auroc=float(skm.auc(fpr, tpr)))
+
+
+def roc_curves(
+    Y: ArrayLike, P: ArrayLike, label_names: Sequence[str], *, micro: bool = True
+) -> dict[str, RocCurve]:
+    """Per-label ROC curves (labels with one class are skipped) plus the micro-average curve.
+
+    The micro curve is the ROC of the flattened label matrix, as MEEMS (paper 000) plots it.
+    """
+    y = _as_matrix(Y, "Y")
+    p = _as_matrix(P, "P")
+    if y.shape != p.shape or y.shape[1] != len(label_names):
+        raise ValueError(f"Y {y.shape}, P {p.shape} and {len(label_names)} label_names disagree")
+    out: dict[str, RocCurve] = {}
+    for j, name in enumerate(label_names):
+        if len(np.unique(y[:, j])) == 2:
+            out[name] = roc_curve(y[:, j], p[:, j])
+    if micro:
+        out["micro"] = roc_curve(y.ravel(), p.ravel())
+    return out
+
+
+def confusion_matrix(
+    y_true: ArrayLike,
+    prob: ArrayLike,
+    threshold: float = 0.5,
+    class_names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Confusion counts, rows = true class, columns = predicted class.
+
+    ``prob`` 1-D: binary, predicted positive when ``prob >= threshold``.
+    ``prob`` 2-D (cases x classes) with integer ``y_true``: multiclass, predicted class =
+    argmax (MEEMS's "No Finding"/"Finding" softmax head). For multi-label data use
+    :func:`multilabel_confusion`.
+    """
+    p = np.asarray(prob, dtype=float)
+    if p.ndim == 1:
+        y, p = _checked(y_true, p)
+        pred = (p >= threshold).astype(int)
+        k = 2
+    elif p.ndim == 2:
+        y = np.asarray(y_true)
+        if y.ndim != 1 or len(y) != len(p):
+            raise ValueError(
+                f"multiclass confusion needs 1-D integer y_true of length {len(p)}, "
+                f"got shape {y.shape}"
+            )
+        k = p.shape[1]
+        if not np.isin(y, np.arange(k)).all():
+            raise ValueError(f"y_true must hold class indices 0..{k - 1}")
+        y = y.astype(int)
+        pred = p.argmax(axis=1)
+    else:
+        raise ValueError(f"prob must be 1-D or 2-D, got shape {p.shape}")
+    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    if len(names) != k:
+        raise ValueError(f"{len(names)} class_names for {k} classes")
+    cm = skm.confusion_matrix(y, pred, labels=np.arange(k))
+    return pd.DataFrame(
+        cm,
+        index=pd.Index(names, name="true"),
+        columns=pd.Index(names, name="predicted"),
+    )
+
+
+def multilabel_confusion(
+    Y: ArrayLike, P: ArrayLike, label_names: Sequence[str], threshold: float = 0.5
+) -> pd.DataFrame:
+    """One row per label with thresholded ``tn, fp, fn, tp`` counts."""
+    y = _as_matrix(Y, "Y")
+    p = _as_matrix(P, "P")
+    if y.shape != p.shape or y.shape[1] != len(label_names):
+        raise ValueError(f"Y {y.shape}, P {p.shape} and {len(label_names)} label_names disagree")
+    if np.isnan(y).any():
+        raise ValueError("Y contains NaN labels; drop or fill them before counting")
+    cms = skm.multilabel_confusion_matrix(y.astype(int), (p >= threshold).astype(int))
+    return pd.DataFrame(
+        cms.reshape(len(label_names), 4),
+        index=pd.Index(list(label_names), name="label"),
+        columns=["tn", "fp", "fn", "tp"],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# bootstrap
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """A percentile-bootstrap interval; unpacks as ``point, lo, hi``.
+
+    ``n_skipped`` resamples gave an undefined value (e.g. AUROC on a resample with one class)
+    and were left out of the percentiles, so the interval rests on ``n_boot - n_skipped``.
+    """
+
+    point: float
+    lo: float
+    hi: float
+    n_boot: int
+    n_skipped: int
+    alpha: float
+
+    def __iter__(self) -> Iterator[float]:
+        return iter((self.point, self.lo, self.hi))
+
+
+def _resample_indices(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield rng.integers(0, n, size=n)
+
+
+def _percentiles(values: np.ndarray, alpha: float) -> tuple[float, float]:
+    ok = values[~np.isnan(values)]
+    if len(ok) == 0:
+        return math.nan, math.nan
+    lo, hi = np.percentile(ok, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
+def _check_boot_args(n_boot: int, alpha: float) -> None:
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+
+
+def _quiet_call(fn: Callable[..., float], *args: object) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = fn(*args)
+    return float(value)
+
+
+def bootstrap_ci(
+    metric_fn: Callable[[np.ndarray, np.ndarray], float],
+    y_true: ArrayLike,
+    prob: ArrayLike,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    *,
+    progress: bool = False,
+) -> BootstrapCI:
+    """Percentile-bootstrap ``(point, lo, hi)`` of ``metric_fn(y_true, prob)``.
+
+    Cases (rows) are resampled with replacement; ``y_true``/``prob`` may be 1-D or 2-D. A
+    resample whose metric is undefined -- NaN, as :func:`auroc` returns when a resample holds
+    one class -- is skipped, and a warning says how many were, because many skips mean the
+    interval describes only the resamples that happened to contain both classes.
+    """
+    _check_boot_args(n_boot, alpha)
+    y = np.asarray(y_true)
+    p = np.asarray(prob)
+    if len(y) != len(p):
+        raise ValueError(f"y_true has {len(y)} cases but prob has {len(p)}")
+    if len(y) == 0:
+        raise ValueError("cannot bootstrap an empty sample")
+    point = _quiet_call(metric_fn, y, p)
+    stats = np.full(n_boot, np.nan)
+    indices = _resample_indices(len(y), n_boot, seed)
+    for b, idx in enumerate(tqdm(indices, total=n_boot, desc="bootstrap", disable=not progress)):
+        stats[b] = _quiet_call(metric_fn, y[idx], p[idx])
+    n_skipped = int(np.isnan(stats).sum())
+    if n_skipped:
+        name = getattr(metric_fn, "__name__", "metric")
+        warnings.warn(
+            f"bootstrap of {name}: skipped {n_skipped} of {n_boot} resamples where the metric "
+            "was undefined (e.g. only one class present)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    lo, hi = _percentiles(stats, alpha)
+    return BootstrapCI(point, lo, hi, n_boot=n_boot, n_skipped=n_skipped, alpha=alpha)
+
+
+def metrics_with_ci(
+    y_true: ArrayLike,
+    prob: ArrayLike,
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    *,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Every :func:`binary_metrics` value with its bootstrap interval.
+
+    One row per metric, columns ``point, lo, hi, n_boot, n_skipped``. All metrics share the
+    same resamples (so intervals of different metrics are comparable), drawn as in
+    :func:`bootstrap_ci` with the same ``seed``.
+    """
+    _check_boot_args(n_boot, alpha)
+    y, p = _checked(y_true, prob)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        point = binary_metrics(y, p, threshold)
+        stats = np.full((n_boot, len(METRIC_NAMES)), np.nan)
+        indices = _resample_indices(len(y), n_boot, seed)
+        for b, idx in enumerate(
+            tqdm(indices, total=n_boot, desc="bootstrap", disable=not progress)
+        ):
+            r = binary_metrics(y[idx], p[idx], threshold)
+            stats[b] = [r[m] for m in METRIC_NAMES]
+    rows = {}
+    for j, m in enumerate(METRIC_NAMES):
+        lo, hi = _percentiles(stats[:, j], alpha)
+        rows[m] = {
+            "point": point[m],
+            "lo": lo,
+            "hi": hi,
+            "n_boot": n_boot,
+            "n_skipped": int(np.isnan(stats[:, j]).sum()),
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "metric"
+    skipped = table["n_skipped"]
+    if skipped.any():
+        warnings.warn(
+            "bootstrap skipped resamples with undefined metrics: "
+            + ", ".join(f"{m} {int(s)}/{n_boot}" for m, s in skipped[skipped > 0].items()),
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return table
+
+
+def ci_wide(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Turn ``{run: metrics_with_ci(...)}`` into one row per run.
+
+    Columns ``<metric>``, ``<metric>_lo``, ``<metric>_hi`` -- the layout
+    :func:`comparison_table` reads as "ours".
+    """
+    rows = {}
+    for run, t in tables.items():
+        row: dict[str, float] = {}
+        for m, r in t.iterrows():
+            row[str(m)] = r["point"]
+            row[f"{m}_lo"] = r["lo"]
+            row[f"{m}_hi"] = r["hi"]
+        rows[run] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "run"
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# ours vs the paper
+
+
+def _fmt(x: float, digits: int) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def comparison_table(
+    ours: pd.DataFrame,
+    paper: pd.DataFrame,
+    *,
+    metrics: Sequence[str] | None = None,
+    paper_scale: float = 1.0,
+    ci_level: float = 0.95,
+    digits: int = 3,
+) -> pd.DataFrame:
+    """Our numbers beside the paper's, one row per run.
+
+    ``ours``: index = run names, a column per metric and optionally ``<metric>_lo`` /
+    ``<metric>_hi`` (see :func:`ci_wide`). ``paper``: index = the same run names, a column per
+    metric as reported (NaN where the paper gives none); ``paper_scale`` converts its units,
+    e.g. ``0.01`` for papers that print percentages (paper 004).
+
+    Returns columns ``(metric, field)`` with fields ``ours``, ``ours 95% CI`` (a formatted
+    ``[lo, hi]`` string), ``paper`` and ``difference`` (ours - paper). Rows are the union of
+    both indexes, ours first. Numbers stay numeric; :func:`style_comparison` formats them.
+    """
+    if not isinstance(ours, pd.DataFrame) or not isinstance(paper, pd.DataFrame):
+        raise TypeError("ours and paper must be DataFrames indexed by run name")
+    if metrics is None:
+        metrics = [c for c in paper.columns if c in ours.columns]
+    missing_ours = [m for m in metrics if m not in ours.columns]
+    missing_paper = [m for m in metrics if m not in paper.columns]
+    if missing_ours or missing_paper:
+        raise ValueError(
+            f"metrics missing from ours: {missing_ours}; missing from paper: {missing_paper}"
+        )
+    if not metrics:
+        raise ValueError(
+            f"no metric in common: ours has {list(ours.columns)}, paper has {list(paper.columns)}"
+        )
+    runs = list(ours.index) + [r for r in paper.index if r not in ours.index]
+    ci_name = f"ours {round(100 * ci_level)}% CI"
+    cols = {}
+    for m in metrics:
+        o = pd.to_numeric(ours[m], errors="raise").reindex(runs)
+        pp = pd.to_numeric(paper[m], errors="raise").reindex(runs) * paper_scale
+        if f"{m}_lo" in ours.columns and f"{m}_hi" in ours.columns:
+            lo = ours[f"{m}_lo"].reindex(runs)
+            hi = ours[f"{m}_hi"].reindex(runs)
+            ci = [
+                "—" if math.isnan(a) or math.isnan(b) else f"[{a:.{digits}f}, {b:.{digits}f}]"
+                for a, b in zip(lo.astype(float), hi.astype(float), strict=True)
+            ]
+        else:
+            ci = ["—"] * len(runs)
+        cols[(m, "ours")] = o.astype(float)
+        cols[(m, ci_name)] = pd.Series(ci, index=runs, dtype=object)
+        cols[(m, "paper")] = pp.astype(float)
+        cols[(m, "difference")] = (o - pp).astype(float)
+    table = pd.DataFrame(cols, index=pd.Index(runs, name="run"))
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["metric", ""])
+    table.attrs["digits"] = digits
+    return table
+
+
+def style_comparison(table: pd.DataFrame, digits: int | None = None):  # -> pandas Styler
+    """Notebook rendering of :func:`comparison_table`: fixed decimals, NaN as a dash."""
+    d = table.attrs.get("digits", 3) if digits is None else digits
+    numeric = [c for c in table.columns if c[1] in ("ours", "paper", "difference")]
+    fmt = {c: (lambda x, d=d: _fmt(x, d)) for c in numeric}
+    diff = [c for c in table.columns if c[1] == "difference"]
+    return (
+        table.style.format(fmt)
+        .set_properties(subset=diff, **{"color": "#555"})
+        .set_table_styles([{"selector": "th", "props": [("text-align", "center")]}])
+    )
