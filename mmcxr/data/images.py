@@ -1,0 +1,321 @@
+"""Decoding radiographs into display-ready float images: DICOM, JPEG, PNG.
+
+A DICOM's stored values are not what a radiologist sees: the modality LUT (rescale) maps them
+to output units, the VOI LUT or window maps those to display values, and MONOCHROME1 means
+*low* values are bright. MIMIC-CXR mixes all of these, so skipping a step gives inverted or
+washed-out images in a fraction of the cohort, which a model happily learns as a shortcut.
+pydicom does each step (``pixel_array`` for any transfer syntax it has a decoder for,
+``apply_modality_lut``, ``apply_voi_lut``); this module only chains them and scales the result
+to [0, 1] using the *known* output range of the VOI step, so that the window chosen by the
+modality survives (a per-image min-max would undo it).
+
+Square resizing is a letterbox: the long side is scaled to ``size`` and the short side is
+padded with black (0) symmetrically. Stretching would change the cardiothoracic ratio that
+the Cardiomegaly label depends on; :func:`square_geometry` gives the mapping for boxes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from PIL import Image, UnidentifiedImageError
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, apply_windowing
+
+from mmcxr.data.errors import ImageDecodeError, MissingFileError
+
+__all__ = [
+    "SquareGeometry",
+    "check_dicom_header",
+    "check_raster",
+    "decode_image",
+    "dicom_to_float",
+    "is_dicom",
+    "read_image",
+    "resize_square",
+    "square_geometry",
+    "to_uint8",
+]
+
+_NEEDED_TAGS = ("Rows", "Columns", "BitsAllocated", "BitsStored", "PhotometricInterpretation")
+
+
+@dataclass(frozen=True)
+class SquareGeometry:
+    """Where an ``height x width`` image lands inside a ``size x size`` letterbox."""
+
+    scale: float  # output pixels per input pixel
+    top: int  # padding rows above the image
+    left: int  # padding columns left of the image
+    height: int  # rows the image occupies
+    width: int  # columns the image occupies
+
+    def map_box(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """Map an ``(x1, y1, x2, y2)`` box in source pixels into letterbox pixels."""
+        x1, y1, x2, y2 = box
+        s = self.scale
+        return (x1 * s + self.left, y1 * s + self.top, x2 * s + self.left, y2 * s + self.top)
+
+
+def square_geometry(height: int, width: int, size: int) -> SquareGeometry:
+    """Letterbox geometry: long side scaled to ``size``, short side centred and padded."""
+    if height < 1 or width < 1 or size < 1:
+        raise ValueError(f"need positive sizes, got height={height}, width={width}, size={size}")
+    scale = size / max(height, width)
+    h = max(1, min(size, round(height * scale)))
+    w = max(1, min(size, round(width * scale)))
+    return SquareGeometry(scale=scale, top=(size - h) // 2, left=(size - w) // 2, height=h, width=w)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Letterbox a float image into ``size x size`` with PIL's antialiased Lanczos filter.
+
+    Output is float32 clipped to [0, 1] (Lanczos overshoots slightly at edges).
+    """
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {image.shape}")
+    g = square_geometry(*image.shape, size)
+    out = np.zeros((size, size), dtype=np.float32)
+    if (g.height, g.width) == image.shape:
+        scaled = image.astype(np.float32, copy=False)
+    else:
+        pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32))
+        scaled = np.asarray(pil.resize((g.width, g.height), Image.Resampling.LANCZOS))
+    out[g.top : g.top + g.height, g.left : g.left + g.width] = scaled
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] float -> uint8 with rounding (the cache's storage type)."""
+    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """``.dcm`` suffix, or the ``DICM`` magic at byte 128 (MIMIC files always have it)."""
+    p = Path(path)
+    if p.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    if p.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        return False
+    try:
+        with open(p, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def read_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
+    """Decode a radiograph to float32 in [0, 1], bright = dense (bone), whatever its format.
+
+    ``size=None`` returns the native resolution; ``size=N`` returns the ``N x N`` letterbox
+    (:func:`resize_square`). For JPEG, ``size`` lets libjpeg decode at 1/2, 1/4 or 1/8 scale
+    (PIL draft mode) before the final resize, which is several times faster on full-size
+    MIMIC-CXR-JPG files; the result then differs from ``resize_square(read_image(p), N)`` by
+    a rounding-level amount. For DICOM and PNG the two are identical.
+    """
+    return decode_image(path, size)[0]
+
+
+def decode_image(
+    path: str | os.PathLike, size: int | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`read_image` plus the source's native ``(height, width)`` (for box mapping)."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(p, "image file not found")
+    if is_dicom(p):
+        img = _read_dicom(p)
+        shape = img.shape
+    else:
+        img, shape = _read_raster(p, size)
+    return (img if size is None else resize_square(img, size)), (int(shape[0]), int(shape[1]))
+
+
+def check_dicom_header(path: str | os.PathLike) -> pydicom.Dataset:
+    """Read a DICOM header (no pixels) and check that the pixel data can be complete.
+
+    Catches the common damage cheaply: not a DICOM, header cut short, image tags missing,
+    and a file too small to hold its uncompressed pixels or missing the end-of-sequence
+    marker of encapsulated (compressed) pixels. Full decoding is left to :func:`read_image`.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(p, "DICOM file not found")
+    try:
+        with open(p, "rb") as f:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            pixel_tag_at = f.tell()  # reading stops at the Pixel Data tag
+    except InvalidDicomError as e:
+        raise ImageDecodeError(p, f"not a DICOM file ({e})") from None
+    except Exception as e:  # pydicom raises many types on garbage headers
+        raise ImageDecodeError(p, f"unreadable DICOM header ({type(e).__name__}: {e})") from None
+    missing = [t for t in _NEEDED_TAGS if t not in ds]
+    if missing:
+        raise ImageDecodeError(p, f"DICOM header truncated or incomplete: no {', '.join(missing)}")
+    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if tsyntax is None:
+        raise ImageDecodeError(p, "DICOM file meta has no TransferSyntaxUID (truncated header?)")
+    size = p.stat().st_size
+    if tsyntax.is_compressed:
+        with open(p, "rb") as f:
+            f.seek(max(0, size - 8))
+            tail = f.read(8)
+        # encapsulated pixel data ends with the Sequence Delimitation Item (FFFE,E0DD), length 0
+        end = (
+            b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+            if tsyntax.is_little_endian
+            else b"\xff\xfe\xe0\xdd\x00\x00\x00\x00"
+        )
+        if tail != end:
+            raise ImageDecodeError(
+                p,
+                "compressed pixel data is truncated (no end-of-sequence "
+                "marker at the end of the file)",
+            )
+    else:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        expected = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1))
+            * int(ds.BitsAllocated)
+            // 8
+            * frames
+        )
+        available = size - pixel_tag_at - 8  # minus the element's tag and length (>= 8 bytes)
+        if available < expected:
+            raise ImageDecodeError(
+                p,
+                f"file is truncated: {max(available, 0)} bytes left for "
+                f"{expected} bytes of pixel data",
+            )
+    return ds
+
+
+def _read_dicom(p: Path) -> np.ndarray:
+    try:
+        ds = pydicom.dcmread(p)
+    except InvalidDicomError as e:
+        raise ImageDecodeError(p, f"not a DICOM file ({e})") from None
+    except Exception as e:
+        raise ImageDecodeError(p, f"unreadable DICOM ({type(e).__name__}: {e})") from None
+    return dicom_to_float(ds, p)
+
+
+def dicom_to_float(ds: pydicom.Dataset, path: str | os.PathLike = "<dataset>") -> np.ndarray:
+    """Stored pixels -> modality LUT -> VOI LUT/window -> [0, 1] -> MONOCHROME1 inverted.
+
+    Scaling to [0, 1] uses the VOI step's output range: the LUT's own min..max for a VOI LUT
+    Sequence, pydicom's window output range for WindowCenter/Width. Without any VOI tags the
+    image's own min..max is used (nothing else defines its display range).
+    """
+    try:
+        arr = ds.pixel_array
+    except Exception as e:  # decoder plugins raise ValueError/RuntimeError/AttributeError
+        raise ImageDecodeError(
+            path, f"cannot decode pixel data ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from None
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2") or arr.ndim != 2:
+        raise ImageDecodeError(
+            path,
+            f"expected one grayscale frame (MONOCHROME1/2), got "
+            f"{photometric or 'no PhotometricInterpretation'} with "
+            f"pixel array shape {arr.shape}",
+        )
+    try:
+        arr = apply_modality_lut(arr, ds)
+        lo, hi = _voi_output_range(ds)
+        arr = apply_voi_lut(arr, ds) if lo is not None else arr
+    except Exception as e:
+        raise ImageDecodeError(
+            path, f"invalid modality/VOI LUT tags ({type(e).__name__}: {e})"
+        ) from None
+    arr = arr.astype(np.float32)
+    if lo is None:
+        lo, hi = float(arr.min()), float(arr.max())
+    out = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    np.clip(out, 0.0, 1.0, out=out)
+    if photometric == "MONOCHROME1":
+        out = 1.0 - out
+    return out.astype(np.float32, copy=False)
+
+
+def _voi_output_range(ds: pydicom.Dataset) -> tuple[float | None, float | None]:
+    """The value range that ``apply_voi_lut`` will produce for this dataset (None: no VOI)."""
+    seq = ds.get("VOILUTSequence")
+    if seq and seq[0].get("LUTDescriptor") is not None and seq[0].get("LUTData") is not None:
+        item = seq[0]
+        if isinstance(item.LUTData, bytes):  # VR OW: raw 16-bit words
+            n = item.LUTDescriptor[0] or 2**16
+            tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+            big = tsyntax is not None and not tsyntax.is_little_endian
+            lut = np.frombuffer(item.LUTData, dtype=">u2" if big else "<u2", count=n)
+        else:
+            lut = np.asarray(item.LUTData)
+        return float(lut.min()), float(lut.max())
+    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        # pydicom maps "below the window" to y_min and "above" to y_max: ask it for both
+        probe = np.array([-1e30, 1e30], dtype=np.float64)
+        with np.errstate(over="ignore"):
+            y = apply_windowing(probe, ds)
+        return float(y[0]), float(y[1])
+    return None, None
+
+
+def _read_raster(p: Path, size: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+    try:
+        with Image.open(p) as im:
+            native = (im.height, im.width)
+            if size is not None and im.format == "JPEG":
+                g = square_geometry(im.height, im.width, size)
+                im.draft("L", (g.width, g.height))  # libjpeg DCT scaling, result >= request
+            im.load()
+            return _pil_to_float(im), native
+    except UnidentifiedImageError:
+        raise ImageDecodeError(p, "not a readable image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageDecodeError(p, f"corrupt or truncated image ({e})") from None
+
+
+def _pil_to_float(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(im, dtype=np.float32) / 65535.0
+    if im.mode == "I":  # 16-bit PNGs on some Pillow builds
+        return np.asarray(im, dtype=np.float32) / 65535.0
+    if im.mode == "F":
+        return np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
+    if im.mode != "L":
+        im = im.convert("L")  # a few ChestX-ray14 PNGs are RGB(A)
+    return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def check_raster(path: str | os.PathLike) -> tuple[int, int]:
+    """Cheap integrity check of a JPEG/PNG without decoding it; returns ``(height, width)``.
+
+    PIL identifies the format from the header; a truncated download is caught by the
+    end marker (JPEG EOI ``FFD9``, PNG ``IEND`` chunk) that a complete file ends with.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(p, "image file not found")
+    try:
+        with Image.open(p) as im:
+            fmt, (w, h) = im.format, im.size
+    except UnidentifiedImageError:
+        raise ImageDecodeError(p, "not a readable image (unknown or corrupt format)") from None
+    except OSError as e:
+        raise ImageDecodeError(p, f"unreadable image header ({e})") from None
+    with open(p, "rb") as f:
+        f.seek(max(0, p.stat().st_size - 12))
+        tail = f.read()
+    if fmt == "JPEG" and not tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise ImageDecodeError(p, "JPEG is truncated (no end-of-image marker)")
+    if fmt == "PNG" and b"IEND" not in tail:
+        raise ImageDecodeError(p, "PNG is truncated (no IEND chunk)")
+    return h, w

@@ -1,0 +1,106 @@
+"""Where a chapter's data comes from: a real release, or a synthetic cohort made on demand.
+
+Every chapter has a ``data_root`` parameter. Given, it must be a real (or synthetic) release
+of the chapter's format and is checked here so a wrong path fails in the first cell with a
+clear message. Not given, a synthetic cohort of the requested size is generated once under
+``mmcxr.env.data_dir()/synthetic/`` and reused: generation writes into a temporary folder
+beside the target and renames it into place, so an interrupted or concurrent generation can
+never leave a half-written cohort under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mmcxr.data.errors import FormatError, MissingFileError
+
+__all__ = ["FORMATS", "looks_like", "resolve_root", "synthetic_root_name"]
+
+#: Format name -> files/folders (relative to the root) that identify it; any one suffices.
+FORMATS: dict[str, tuple[str, ...]] = {
+    "mimic-cxr": ("cxr-record-list.csv.gz",),
+    "mimic-cxr-jpg": ("mimic-cxr-2.0.0-metadata.csv.gz",),
+    "openi": ("ecgen-radiology",),
+    "chestx-ray14": ("Data_Entry_2017.csv",),
+}
+
+
+def looks_like(fmt: str, root: str | os.PathLike) -> bool:
+    """Whether ``root`` holds the marker files of format ``fmt``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; known: {sorted(FORMATS)}")
+    r = Path(root)
+    return any((r / m).exists() for m in FORMATS[fmt])
+
+
+def synthetic_root_name(fmt: str, n: int, seed: int, image_size: int, config: Any = None) -> str:
+    """``<fmt>-n<N>-s<seed>-px<size>``, plus ``-c<hash>`` for a non-default SynthConfig."""
+    name = f"{fmt}-n{int(n)}-s{int(seed)}-px{int(image_size)}"
+    if config is not None:
+        from mmcxr.synth.config import SynthConfig
+
+        if config != SynthConfig():
+            digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:10]
+            name += f"-c{digest}"
+    return name
+
+
+def resolve_root(
+    fmt: str,
+    data_root: str | os.PathLike | None = None,
+    *,
+    n: int,
+    seed: int = 0,
+    image_size: int,
+    config: Any = None,
+) -> Path:
+    """The folder a chapter reads: ``data_root`` checked, else a cached synthetic cohort.
+
+    ``n``, ``seed``, ``image_size`` and ``config`` describe the synthetic cohort and are
+    ignored when ``data_root`` is given. Generation calls :func:`mmcxr.synth.generate`.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; known: {sorted(FORMATS)}")
+    if data_root is not None and str(data_root) != "":
+        r = Path(data_root).expanduser().resolve()
+        if not r.is_dir():
+            raise MissingFileError(r, f"data_root for {fmt} does not exist (or is not a folder)")
+        if not looks_like(fmt, r):
+            raise FormatError(
+                r,
+                f"does not look like {fmt}: expected {' or '.join(FORMATS[fmt])} at its top level",
+            )
+        return r
+    from mmcxr.env import data_dir
+
+    parent = data_dir() / "synthetic"
+    final = parent / synthetic_root_name(fmt, n, seed, image_size, config)
+    if final.is_dir() and looks_like(fmt, final):
+        return final
+    if final.exists():
+        raise FormatError(
+            final, f"exists but is not a complete {fmt} cohort; delete it to regenerate"
+        )
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent))
+    try:
+        from mmcxr.synth import generate
+
+        out = Path(
+            generate(fmt, tmp / "cohort", n=n, seed=seed, image_size=image_size, config=config)
+        )
+        if not looks_like(fmt, out):
+            raise FormatError(out, f"mmcxr.synth.generate did not write a {fmt} tree")
+        try:
+            os.replace(out, final)
+        except OSError:
+            if not (final.is_dir() and looks_like(fmt, final)):  # not a concurrent winner
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -1,0 +1,273 @@
+"""The image cache: pixel equality, resume, shards, corruption and staleness; the Dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import mmcxr.data.cache as cache_mod
+from mmcxr.cli import main as cli_main
+from mmcxr.data import (
+    CacheError,
+    ImageCache,
+    ImageDecodeError,
+    MultimodalDataset,
+    finalize,
+    image_table,
+    prepare,
+    read_image,
+    to_uint8,
+)
+
+SIZE = 24
+
+
+def _expected(table):
+    return np.stack([to_uint8(read_image(p, SIZE)) for p in table.path])
+
+
+def test_prepare_matches_read_image_and_resize(tmp_path, mimic_tree):
+    root, truth = mimic_tree
+    d = prepare("mimic-cxr", root, tmp_path / "c", size=SIZE, workers=0, progress=False)
+    cache = ImageCache(d)
+    table = image_table("mimic-cxr", root)
+    assert list(cache.index.key) == list(table.key) and cache.size == SIZE
+    got = cache.get(list(table.key))
+    assert got.dtype == np.uint8 and got.shape == (len(table), SIZE, SIZE)
+    np.testing.assert_array_equal(got, _expected(table))
+    key = table.key.iloc[3]
+    assert cache.row(key) == 3 and key in cache
+    np.testing.assert_array_equal(cache.get(key)[0], got[3])
+    g = cache.geometry(key)
+    assert (g.height, g.width) == (SIZE, round(32 * SIZE / 40))
+    man = json.loads((d / "manifest.json").read_text())
+    assert man["complete"] and man["n"] == len(table) and man["dtype"] == "uint8"
+    assert man["format"] == "mimic-cxr" and man["completed_rows"] == len(table)
+    assert len(man["sha256"]) == 64 and cache.index.sha256.str.len().eq(64).all()
+    with pytest.raises(KeyError, match="not in the image cache"):
+        cache.get(["nope"])
+
+
+def test_prepare_jpeg_uses_draft_path(tmp_path, mimic_jpg_tree):
+    root, _ = mimic_jpg_tree
+    d = prepare("mimic-cxr-jpg", root, tmp_path / "c", size=SIZE, workers=0, progress=False)
+    table = image_table("mimic-cxr-jpg", root)
+    np.testing.assert_array_equal(ImageCache(d).get(list(table.key)), _expected(table))
+
+
+def test_selected_table_only(tmp_path, mimic_tree):
+    root, truth = mimic_tree
+    sel = truth[truth.view == "PA"][["dicom_id", "path"]]
+    d = prepare("mimic-cxr", root, tmp_path / "c", size=SIZE, workers=0, table=sel, progress=False)
+    cache = ImageCache(d)
+    assert list(cache.index.key) == list(sel.dicom_id)
+    with pytest.raises(CacheError, match="other images"):
+        prepare("mimic-cxr", root, d, size=SIZE, workers=0, progress=False)
+    with pytest.raises(CacheError, match=r"other settings \(size: 24 != 32"):
+        prepare("mimic-cxr", root, d, size=32, workers=0, table=sel, progress=False)
+
+
+def test_resume_after_interruption(tmp_path, mimic_tree, monkeypatch):
+    root, _ = mimic_tree
+    clean = prepare("mimic-cxr", root, tmp_path / "clean", size=SIZE, workers=0, progress=False)
+    real = cache_mod.decode_image
+    calls = []
+
+    def dies_after_5(path, size):
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # the job is killed mid-chunk
+        calls.append(path)
+        return real(path, size)
+
+    monkeypatch.setattr(cache_mod, "decode_image", dies_after_5)
+    d = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        prepare("mimic-cxr", root, d, size=SIZE, workers=0, chunk_size=2, progress=False)
+    with pytest.raises(CacheError, match="incomplete cache: 4 of 12 rows done"):
+        ImageCache(d)
+    monkeypatch.setattr(cache_mod, "decode_image", lambda p, s: (calls.append(p), real(p, s))[1])
+    calls.clear()
+    prepare("mimic-cxr", root, d, size=SIZE, workers=0, chunk_size=2, progress=False)
+    assert len(calls) == 12 - 4  # the 2 finished chunks were not decoded again
+    assert (d / "images.u8").read_bytes() == (clean / "images.u8").read_bytes()
+    assert ImageCache(d).manifest["sha256"] == ImageCache(clean).manifest["sha256"]
+
+
+def test_shards_combine_to_the_same_cache(tmp_path, mimic_tree):
+    root, _ = mimic_tree
+    clean = prepare("mimic-cxr", root, tmp_path / "clean", size=SIZE, workers=0, progress=False)
+    d = tmp_path / "sharded"
+    for i in (2, 0):
+        prepare("mimic-cxr", root, d, size=SIZE, workers=0, shard=(i, 3), progress=False)
+        with pytest.raises(CacheError, match="incomplete"):
+            ImageCache(d)
+    with pytest.raises(CacheError, match=r"incomplete: 4 of 12 rows not done \(first row 1"):
+        finalize(d)
+    cli_main(
+        [
+            "prepare",
+            "mimic-cxr",
+            str(root),
+            str(d),
+            "--size",
+            str(SIZE),
+            "--workers",
+            "0",
+            "--shard",
+            "1/3",
+        ]
+    )
+    assert (d / "images.u8").read_bytes() == (clean / "images.u8").read_bytes()
+    assert ImageCache(d).manifest["sha256"] == ImageCache(clean).manifest["sha256"]
+    assert sorted(p.name for p in (d / "progress").iterdir()) == [
+        "done-0-of-3.bits",
+        "done-1-of-3.bits",
+        "done-2-of-3.bits",
+    ]
+
+
+def test_process_pool_gives_identical_bytes(tmp_path, mimic_tree):
+    root, _ = mimic_tree
+    a = prepare("mimic-cxr", root, tmp_path / "a", size=SIZE, workers=0, progress=False)
+    b = prepare(
+        "mimic-cxr", root, tmp_path / "b", size=SIZE, workers=2, chunk_size=3, progress=False
+    )
+    assert (a / "images.u8").read_bytes() == (b / "images.u8").read_bytes()
+
+
+def test_corrupted_byte_is_detected(tmp_path, mimic_tree):
+    root, _ = mimic_tree
+    d = prepare("mimic-cxr", root, tmp_path / "c", size=SIZE, workers=0, progress=False)
+    arr = d / "images.u8"
+    data = bytearray(arr.read_bytes())
+    row = 5
+    data[row * SIZE * SIZE + SIZE * SIZE // 2] ^= 0x01
+    arr.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match=r"images\.u8: checksum mismatch"):
+        ImageCache(d)
+    per_row = ImageCache(d, verify="rows")
+    keys = list(per_row.index.key)
+    per_row.get(keys[:row])  # other rows still check out
+    with pytest.raises(CacheError, match=f"row {row} .* fails its checksum"):
+        per_row.get([keys[row]])
+    arr.write_bytes(bytes(data[:-1]))
+    with pytest.raises(CacheError, match="wrong size"):
+        ImageCache(d, verify="none")
+
+
+def test_stale_source_is_reported(tmp_path, mimic_tree):
+    root, truth = mimic_tree
+    d = prepare("mimic-cxr", root, tmp_path / "c", size=SIZE, workers=0, progress=False)
+    src = truth.path.iloc[2]
+    st = os.stat(src)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert ImageCache(d).stale().path.tolist() == [src]
+    with pytest.raises(CacheError, match="stale: 1 source image"):
+        prepare("mimic-cxr", root, d, size=SIZE, workers=0, progress=False)
+    prepare("mimic-cxr", root, d, size=SIZE, workers=0, overwrite=True, progress=False)
+    assert ImageCache(d).stale().empty
+
+
+def test_not_a_cache(tmp_path):
+    with pytest.raises(CacheError, match="no manifest.json"):
+        ImageCache(tmp_path)
+
+
+@pytest.fixture
+def small_cache(tmp_path, mimic_tree):
+    root, truth = mimic_tree
+    d = prepare("mimic-cxr", root, tmp_path / "c", size=SIZE, workers=0, progress=False)
+    return ImageCache(d), truth
+
+
+def test_multimodal_dataset_items(small_cache):
+    cache, truth = small_cache
+    keys = list(truth.dicom_id)
+    y = np.arange(len(keys)) % 2
+    ids = torch.arange(len(keys) * 5).reshape(len(keys), 5)
+    ds = MultimodalDataset(
+        y, cache, keys, text={"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    )
+    item = ds[3]
+    assert set(item) == {"image", "input_ids", "attention_mask", "label"}
+    assert item["image"].dtype == torch.float32 and item["image"].shape == (1, SIZE, SIZE)
+    want = (cache.get([keys[3]])[0] / 255.0 - 0.5) / 0.25
+    np.testing.assert_allclose(item["image"][0].numpy(), want, atol=1e-6)
+    assert item["label"].shape == () and item["label"].dtype == torch.float32
+    assert torch.equal(item["input_ids"], ids[3])
+    multi = MultimodalDataset(np.eye(len(keys), 4), cache, keys)
+    assert multi[1]["label"].shape == (4,) and "input_ids" not in multi[1]
+    with pytest.raises(ValueError, match="image keys"):
+        MultimodalDataset(y[:-1], cache, keys)
+
+
+def test_pickles_by_path_and_batches(small_cache):
+    cache, truth = small_cache
+    blob = pickle.dumps(cache)
+    assert len(blob) < cache.size * cache.size * len(cache)  # not a copy of the array
+    keys = list(truth.dicom_id)
+    np.testing.assert_array_equal(pickle.loads(blob).get(keys), cache.get(keys))
+    ds = MultimodalDataset(np.arange(len(keys)) % 2, cache, keys)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=5)))
+    assert batch["image"].shape == (5, 1, SIZE, SIZE) and batch["label"].shape == (5,)
+
+
+def test_shuffled_permutes_one_modality(small_cache):
+    cache, truth = small_cache
+    keys = list(truth.dicom_id)
+    ids = torch.arange(len(keys)).unsqueeze(1)
+    ds = MultimodalDataset(np.arange(len(keys)), cache, keys, text={"token_ids": ids})
+    s_img = ds.shuffled("image", seed=0)
+    s_txt = ds.shuffled("text", seed=0)
+    perm = np.random.default_rng(0).permutation(len(keys))
+    for i in range(len(keys)):
+        assert s_img[i]["label"] == ds[i]["label"] and torch.equal(s_img[i]["token_ids"], ids[i])
+        assert torch.equal(s_img[i]["image"], ds[int(perm[i])]["image"])
+        assert torch.equal(s_txt[i]["token_ids"], ids[perm[i]])
+        assert torch.equal(s_txt[i]["image"], ds[i]["image"])
+    assert not all(torch.equal(s_img[i]["image"], ds[i]["image"]) for i in range(len(keys)))
+    with pytest.raises(ValueError, match="cannot shuffle 'text'"):
+        MultimodalDataset(np.zeros(len(keys)), cache, keys).shuffled("text")
+
+
+def test_monai_transform_applied_before_normalisation(small_cache):
+    from monai.transforms import RandAffine
+
+    cache, truth = small_cache
+    keys = list(truth.dicom_id)[:3]
+
+    def make():
+        t = RandAffine(prob=1.0, rotate_range=0.3, padding_mode="zeros")
+        t.set_random_state(seed=7)
+        return MultimodalDataset(np.zeros(3), cache, keys, transform=t)
+
+    a, b, plain = make(), make(), MultimodalDataset(np.zeros(3), cache, keys)
+    x = a[0]["image"]
+    assert type(x) is torch.Tensor and x.shape == (1, SIZE, SIZE)
+    assert torch.equal(x, b[0]["image"])  # seeded -> reproducible
+    assert not torch.equal(x, plain[0]["image"])
+    assert x.min() >= -2.0 - 1e-6  # zero padding of the [0,1] image normalises to -2
+
+
+def test_undecodable_image_stops_prepare_naming_it(tmp_path, mimic_tree):
+    root, truth = mimic_tree
+    bad = truth.path.iloc[4]
+    with open(bad, "r+b") as f:  # keep the header, destroy the pixel data length
+        f.truncate(os.path.getsize(bad) - 700)
+    for workers in (0, 2):  # the error crosses the process pool intact
+        with pytest.raises(ImageDecodeError, match=os.path.basename(bad)):
+            prepare(
+                "mimic-cxr",
+                root,
+                tmp_path / f"c{workers}",
+                size=SIZE,
+                workers=workers,
+                chunk_size=4,
+                progress=False,
+            )
+    assert pickle.loads(pickle.dumps(ImageDecodeError(bad, "x"))).path == bad

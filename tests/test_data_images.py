@@ -1,0 +1,187 @@
+"""Image decoding: DICOM display pipeline, JPEG/PNG, letterbox resizing, damaged files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from mmcxr.data import (
+    ImageDecodeError,
+    MissingFileError,
+    decode_image,
+    read_image,
+    resize_square,
+    square_geometry,
+    to_uint8,
+)
+from mmcxr.data.images import check_dicom_header, check_raster
+
+
+def ramp(rows=24, cols=20, maxval=4095):
+    return np.tile(np.linspace(0, maxval, cols), (rows, 1)).round().astype(np.uint16)
+
+
+def test_monochrome2_full_window_is_identity_scale(tmp_path, dicom_writer):
+    stored = ramp()
+    p = dicom_writer(tmp_path / "a.dcm", stored, window=(2048, 4096))
+    img = read_image(p)
+    assert img.dtype == np.float32 and img.shape == stored.shape
+    np.testing.assert_allclose(img, stored / 4095.0, atol=1e-6)
+
+
+def test_monochrome1_is_inverted(tmp_path, dicom_writer):
+    stored = ramp()
+    m2 = read_image(dicom_writer(tmp_path / "m2.dcm", stored, window=(2048, 4096)))
+    m1 = read_image(
+        dicom_writer(
+            tmp_path / "m1.dcm", 4095 - stored, photometric="MONOCHROME1", window=(2048, 4096)
+        )
+    )
+    np.testing.assert_allclose(m1, m2, atol=1e-6)
+    assert m1[0, 0] < 0.01 and m1[0, -1] > 0.99  # low stored value = bright in MONOCHROME1
+    m1_raw = read_image(
+        dicom_writer(tmp_path / "m1b.dcm", stored, photometric="MONOCHROME1", window=(2048, 4096))
+    )
+    np.testing.assert_allclose(m1_raw, 1.0 - m2, atol=1e-6)
+
+
+def test_window_center_width_clips_and_scales(tmp_path, dicom_writer):
+    stored = ramp()
+    # a narrow window 1000..2000: below -> 0, above -> 1, linear inside
+    img = read_image(dicom_writer(tmp_path / "w.dcm", stored, window=(1500.5, 1001)))
+    flat = stored[0].astype(float)
+    row = img[0]
+    assert np.all(row[flat <= 1000] == 0.0)
+    assert np.all(row[flat > 2000] == 1.0)
+    inside = (flat > 1000) & (flat <= 2000)
+    np.testing.assert_allclose(row[inside], (flat[inside] - 1000) / 1000, atol=2e-3)
+
+
+@pytest.mark.parametrize("vr", ["US", "OW"])
+def test_voi_lut_sequence_applied(tmp_path, dicom_writer, vr):
+    stored = ramp(maxval=255)
+    lut = np.rint(np.sqrt(np.arange(256) / 255.0) * 65535).astype(int).tolist()
+    img = read_image(
+        dicom_writer(tmp_path / "lut.dcm", stored, bits=8, voi_lut=lut, window=(10, 2), lut_vr=vr)
+    )  # the LUT wins over a window
+    np.testing.assert_allclose(img, np.sqrt(stored / 255.0), atol=1e-4)
+
+
+def test_modality_rescale_then_window(tmp_path, dicom_writer):
+    stored = ramp(maxval=1000)
+    # output units = 2 * stored - 100; window over output 0..1800
+    img = read_image(
+        dicom_writer(tmp_path / "r.dcm", stored, rescale=(2.0, -100.0), window=(900.5, 1801))
+    )
+    out = 2.0 * stored - 100
+    np.testing.assert_allclose(img, np.clip(out / 1800, 0, 1), atol=2e-3)
+
+
+def test_16_bit_without_voi_uses_min_max(tmp_path, dicom_writer):
+    stored = ramp(maxval=60000) + 1000
+    img = read_image(dicom_writer(tmp_path / "b16.dcm", stored, bits=16))
+    assert img.min() == 0.0 and img.max() == 1.0
+    np.testing.assert_allclose(img, (stored - 1000) / 60000.0, atol=1e-6)
+
+
+def test_rle_compressed_matches_uncompressed(tmp_path, dicom_writer):
+    stored = ramp(maxval=65535)
+    a = read_image(dicom_writer(tmp_path / "u.dcm", stored, bits=16, window=(32768, 65536)))
+    b = read_image(
+        dicom_writer(tmp_path / "c.dcm", stored, bits=16, window=(32768, 65536), compress=True)
+    )
+    np.testing.assert_array_equal(a, b)
+
+
+def test_jpeg_compressed_transfer_syntax_decodes():
+    p = get_testdata_file("JPGExtended.dcm")  # 12-bit JPEG Extended, decoded by pylibjpeg
+    img = read_image(p)
+    assert img.shape == (1024, 256) and 0.0 <= img.min() and img.max() <= 1.0
+    assert img.std() > 0.01
+
+
+@pytest.mark.parametrize("cut", [60, 0.5])
+def test_truncated_dicom_raises_naming_file(tmp_path, dicom_writer, cut):
+    p = dicom_writer(tmp_path / "full.dcm", ramp(), window=(2048, 4096))
+    data = p.read_bytes()
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(data[: int(cut if cut > 1 else len(data) * cut)])
+    with pytest.raises(ImageDecodeError, match="bad.dcm"):
+        read_image(bad)
+    with pytest.raises(ImageDecodeError, match="bad.dcm"):
+        check_dicom_header(bad)
+
+
+def test_truncated_compressed_dicom_detected_by_header_check(tmp_path, dicom_writer):
+    p = dicom_writer(tmp_path / "c.dcm", ramp(), window=(2048, 4096), compress=True)
+    check_dicom_header(p)  # intact file passes
+    data = p.read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:-30])
+    with pytest.raises(ImageDecodeError, match="cut.dcm.*truncated"):
+        check_dicom_header(tmp_path / "cut.dcm")
+
+
+def test_garbage_file_with_dcm_suffix(tmp_path):
+    p = tmp_path / "junk.dcm"
+    p.write_bytes(b"not a dicom at all" * 20)
+    with pytest.raises(ImageDecodeError, match=r"junk\.dcm: not a DICOM"):
+        read_image(p)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(MissingFileError, match="nope.png"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_png_8_and_16_bit(tmp_path):
+    a8 = (np.arange(20 * 10) % 256).astype(np.uint8).reshape(20, 10)
+    Image.fromarray(a8).save(tmp_path / "a.png")
+    np.testing.assert_allclose(read_image(tmp_path / "a.png"), a8 / 255.0, atol=1e-7)
+    a16 = (np.arange(20 * 10) * 300).astype(np.uint16).reshape(20, 10)
+    Image.fromarray(a16).save(tmp_path / "b.png")
+    np.testing.assert_allclose(read_image(tmp_path / "b.png"), a16 / 65535.0, atol=1e-7)
+
+
+def test_truncated_png_and_jpeg(tmp_path):
+    arr = (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)
+    for name in ("x.png", "x.jpg"):
+        Image.fromarray(arr).save(tmp_path / name)
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / f"cut_{name}").write_bytes(data[: len(data) // 2])
+        with pytest.raises(ImageDecodeError, match=f"cut_{name}"):
+            check_raster(tmp_path / f"cut_{name}")
+        with pytest.raises(ImageDecodeError, match=f"cut_{name}"):
+            read_image(tmp_path / f"cut_{name}")
+
+
+def test_jpeg_draft_mode_close_to_full_decode(tmp_path):
+    yy, xx = np.mgrid[0:400, 0:320]
+    arr = (127 + 100 * np.sin(xx / 23.0) * np.cos(yy / 31.0)).astype(np.uint8)
+    Image.fromarray(arr).save(tmp_path / "big.jpg", quality=95)
+    fast, hw = decode_image(tmp_path / "big.jpg", 64)
+    full = resize_square(read_image(tmp_path / "big.jpg"), 64)
+    assert hw == (400, 320) and fast.shape == (64, 64)
+    assert np.abs(fast - full).mean() < 0.01
+
+
+def test_letterbox_geometry_and_resize():
+    g = square_geometry(3056, 2544, 256)
+    assert (g.height, g.width, g.top) == (256, 213, 0) and g.left == (256 - 213) // 2
+    assert g.map_box((0, 0, 2544, 3056)) == pytest.approx((g.left, 0, g.left + 213.1, 256), abs=0.5)
+    img = np.ones((30, 10), dtype=np.float32)
+    sq = resize_square(img, 12)
+    g = square_geometry(30, 10, 12)
+    assert sq.shape == (12, 12)
+    assert np.all(sq[:, : g.left] == 0) and np.all(sq[:, g.left + g.width :] == 0)
+    np.testing.assert_allclose(sq[:, g.left : g.left + g.width], 1.0, atol=1e-5)
+    # identity when already square at the target size
+    x = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(resize_square(x, 16), x)
+
+
+def test_read_image_size_equals_resize_of_full_for_dicom(tmp_path, dicom_writer):
+    p = dicom_writer(tmp_path / "a.dcm", ramp(50, 40), window=(2048, 4096))
+    np.testing.assert_array_equal(read_image(p, 16), resize_square(read_image(p), 16))
+    assert to_uint8(np.array([0.0, 0.5, 1.0, 1.2])).tolist() == [0, 128, 255, 255]
