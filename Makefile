@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: env data chapters book test lint format clean distclean
+.PHONY: env data chapters scorecard book test lint format clean distclean
 
 env: $(STAMP)
 
@@ -30,9 +30,15 @@ data: env
 chapters: data
 	$(BIN)/python -m mmcxr.book execute
 
-## the HTML book, in _build/html/index.html
+## the reproducibility scorecard page (book/generated/scorecard.md), from every claims.json
+scorecard: chapters
+	$(BIN)/python -m mmcxr.book scorecard
+
+## the HTML book, in _build/html/index.html (the build regenerates the scorecard first).
+## Chapters executed on credentialed data are refused; LOCAL_ONLY=1 builds them into
+## _build/local-only/ instead, which must never be published.
 book: chapters
-	$(BIN)/python -m mmcxr.book build
+	$(BIN)/python -m mmcxr.book build $(if $(LOCAL_ONLY),--local-only)
 
 test: env
 	$(BIN)/python -m pytest
@@ -46,7 +52,7 @@ format: env
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf _build book/chapters .pytest_cache .ruff_cache
+	rm -rf _build book/chapters book/generated .pytest_cache .ruff_cache
 
 distclean: clean
 	rm -rf $(VENV) data outputs

@@ -7,7 +7,17 @@ each chapter is executed by papermill into ``book/chapters/<slug>.ipynb`` and a 
 pinned environment, cohort fingerprint) and the wall time; the HTML build then renders those
 executed notebooks without executing anything.
 
-Usage: ``python -m mmcxr.book {data,execute,build} [--only SLUG ...] [--force]``.
+Before the build the scorecard page is generated from the chapters' ``claims.json`` and the
+sidecars, and every executed chapter is checked for credentialed data (see
+:mod:`mmcxr.provenance`): such a book is built only with ``--local-only``, and then only
+into ``_build/local-only/``, never into the publishable ``_build/html``.
+
+This module is also what chapters import: ``mmcxr.book.chapter_header``, ``glue_value``,
+``exercises``, ``record_provenance``, ``write_claims`` and ``validate_claims`` are
+re-exported here so that a notebook needs one import.
+
+Usage: ``python -m mmcxr.book {data,execute,scorecard,check,build} [--only SLUG ...]
+[--force] [--profile P] [-p NAME VALUE ...] [--local-only]``.
 """
 
 from __future__ import annotations
@@ -24,7 +34,25 @@ from typing import Any
 
 import yaml
 
-from mmcxr import env
+from mmcxr import env, provenance
+from mmcxr.atomic import write_text
+from mmcxr.chapter_page import (  # noqa: F401  (re-exported for the notebooks)
+    Exercise,
+    chapter_header,
+    exercises,
+    exercises_markdown,
+    glue_value,
+    header_markdown,
+)
+from mmcxr.claims import (  # noqa: F401
+    ClaimsError,
+    read_claims,
+    show_claims,
+    validate_claims,
+    write_claims,
+)
+from mmcxr.provenance import record_provenance  # noqa: F401
+from mmcxr.scorecard import load_result, write_scorecard
 
 PROFILES = ("smoke", "book", "full")
 
@@ -102,14 +130,22 @@ def code_fingerprint() -> str:
 
 
 def cohort_fingerprint(params: dict[str, Any]) -> str:
-    """What identifies the chapter's data: the synthetic recipe, or a real root's listing."""
-    data_root = params.get("data_root")
-    if data_root is None:
-        keys = ("data_format", "synth_n", "synth_seed", "synth_image_size")
-        return json.dumps({k: params.get(k) for k in keys}, sort_keys=True)
-    p = Path(data_root)
-    stats = sorted((q.name, q.stat().st_size, int(q.stat().st_mtime)) for q in p.glob("*") if q.is_file())
-    return hashlib.sha256(json.dumps([str(p.resolve()), stats]).encode()).hexdigest()
+    """What identifies the chapter's data: the synthetic recipe, or each real root's listing.
+
+    A root's listing is its top-level files (name, size, mtime): a re-downloaded or
+    re-generated root changes it without hashing gigabytes of images.
+    """
+    keys = ("data_format", "synth_n", "synth_seed", "synth_image_size")
+    parts: dict[str, Any] = {"recipe": {k: params.get(k) for k in keys}}
+    for name, value in sorted(params.items()):
+        if name.endswith("_root") and value is not None:
+            p = Path(value).expanduser()
+            files = sorted(q for q in p.glob("*") if q.is_file()) if p.is_dir() else []
+            parts[name] = [
+                str(p.resolve()),
+                [(q.name, q.stat().st_size, int(q.stat().st_mtime)) for q in files],
+            ]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def cache_key(slug: str, profile: str, params: dict[str, Any]) -> str:
@@ -131,43 +167,102 @@ def executed_dir() -> Path:
 
 
 def run_record(slug: str) -> dict[str, Any] | None:
+    """The ``.run.json`` sidecar of an executed chapter; None when absent or unreadable."""
     f = executed_dir() / f"{slug}.run.json"
-    return json.loads(f.read_text()) if f.is_file() else None
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as exc:
+        print(f"[book] {f}: unreadable run record ({exc}); the chapter will be re-executed")
+        return None
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _reusable(out: Path, rec: dict[str, Any] | None, key: str) -> bool:
+    if not (out.is_file() and rec and rec.get("key") == key and rec.get("status") == "ok"):
+        return False
+    if rec.get("output_sha256") not in (None, _sha256(out)):
+        print(f"[book] {out}: changed since it was executed (copied in or edited by hand)")
+        return False
+    return True
+
+
+def _data_record(out: Path, slug: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Which data the executed notebook read, for the sidecar (most sensitive source first)."""
+    verdict = provenance.assess_notebook(out)
+    order = {"real": 0, "unknown": 1, "synthetic": 2}
+    sources = sorted(
+        verdict.sources, key=lambda s: (order.get(s.get("kind"), 1), not s.get("credentialed"))
+    )
+    first = sources[0] if sources else {"kind": "synthetic", "format": None, "root": None}
+    return {k: first.get(k) for k in ("kind", "format", "root")}, sources
 
 
 def execute(slug: str, profile: str = "book", force: bool = False, **overrides: Any) -> Path:
-    """Execute one chapter with papermill unless an identical run is already in the book."""
+    """Execute one chapter with papermill unless an identical run is already in the book.
+
+    "Identical": same cache key (:func:`cache_key`) and the executed notebook unchanged
+    since (its hash is in the sidecar), so a notebook copied over it is re-executed.
+    """
     import papermill as pm
 
     params = resolved_parameters(slug, profile, **overrides)
     key = cache_key(slug, profile, params)
     out = executed_dir() / f"{slug}.ipynb"
-    rec = run_record(slug)
-    if not force and out.is_file() and rec and rec.get("key") == key and rec.get("status") == "ok":
+    if not force and _reusable(out, run_record(slug), key):
         print(f"[book] {slug}: unchanged, reusing the executed notebook")
         return out
+    device = env.resolve_device(params.get("device", "auto"))
     print(f"[book] {slug}: executing ({profile} profile)")
     tmp = out.with_name(f".{slug}.executing.ipynb")
     started = time.time()
-    pm.execute_notebook(
-        str(notebook_path(slug)), str(tmp),
-        parameters={**profile_parameters(slug, profile), **overrides},
-        kernel_name="mmcxr", cwd=str(root() / "notebooks"), progress_bar=True,
-        request_save_on_cell_execute=False,
-    )
+    try:
+        pm.execute_notebook(
+            str(notebook_path(slug)),
+            str(tmp),
+            parameters={**profile_parameters(slug, profile), **overrides},
+            kernel_name="mmcxr",
+            cwd=str(root() / "notebooks"),
+            progress_bar=True,
+            request_save_on_cell_execute=False,
+        )
+    except BaseException:
+        if tmp.is_file():
+            failed = out.with_name(f".{slug}.failed.ipynb")
+            os.replace(tmp, failed)
+            print(f"[book] {slug}: failed; the partly executed notebook is {failed}")
+        raise
     os.replace(tmp, out)
-    _write_json(executed_dir() / f"{slug}.run.json", {
-        "slug": slug, "profile": profile, "key": key, "status": "ok", "parameters": params,
-        "wall_s": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "versions": env.versions(),
-    })
+    finished = time.time()
+    data, sources = _data_record(out, slug)
+    _write_json(
+        executed_dir() / f"{slug}.run.json",
+        {
+            "slug": slug,
+            "profile": profile,
+            "key": key,
+            "status": "ok",
+            "parameters": params,
+            "device": device,
+            "data": data,
+            "data_sources": sources,
+            "wall_s": round(finished - started, 1),
+            "started_unix": started,
+            "finished_unix": finished,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "versions": env.versions(),
+            "output_sha256": _sha256(out),
+        },
+    )
     return out
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 def generate_data(slugs: list[str]) -> None:
@@ -187,30 +282,126 @@ def generate_data(slugs: list[str]) -> None:
         print(f"[book] cohort for {slug}: {path}")
 
 
-def build(extra: list[str] | None = None) -> int:
+def claims_path(slug: str, rec: dict[str, Any] | None) -> Path:
+    """Where a chapter wrote ``claims.json``: its ``output_dir`` parameter, else the default."""
+    out = ((rec or {}).get("parameters") or {}).get("output_dir")
+    if out is None:
+        return env.home() / "outputs" / slug / "claims.json"
+    p = Path(out).expanduser()
+    return (p if p.is_absolute() else root() / "notebooks" / p) / "claims.json"
+
+
+def scorecard_path() -> Path:
+    return root() / "book" / "generated" / "scorecard.md"
+
+
+def scorecard(slugs: list[str] | None = None) -> Path:
+    """Generate the scorecard page from every chapter's claims and run record."""
+    results = []
+    for slug in slugs or chapters():
+        rec = run_record(slug)
+        results.append(load_result(slug, rec, claims_path(slug, rec)))
+    path = write_scorecard(scorecard_path(), results)
+    print(
+        f"[book] scorecard: {path} ({sum(r.claims is not None for r in results)} of "
+        f"{len(results)} chapters with claims)"
+    )
+    return path
+
+
+def check_publishable(slugs: list[str] | None = None) -> list[provenance.Assessment]:
+    """Assess every executed chapter for credentialed data (see :mod:`mmcxr.provenance`)."""
+    return [
+        provenance.assess_notebook(executed_dir() / f"{s}.ipynb", run_record(s))
+        for s in slugs or chapters()
+    ]
+
+
+LOCAL_ONLY_DIR = "local-only"
+LOCAL_ONLY_MARKER = "LOCAL-ONLY-DO-NOT-PUBLISH.txt"
+_MARKER_TEXT = """This book was built with --local-only from chapters executed on credentialed data
+(MIMIC-CXR, MIMIC-CXR-JPG or Chest ImaGenome). The data use agreements forbid publishing
+images or report text: keep this folder on the machine that holds the data.
+"""
+
+
+def build(extra: list[str] | None = None, local_only: bool = False) -> int:
+    """Build the HTML book from the executed chapters; refuse credentialed data unless local.
+
+    ``local_only`` builds into ``_build/local-only/_build/html`` (with a marker file beside
+    and inside it), never into the publishable ``_build/html``.
+    """
     missing = [s for s in chapters() if not (executed_dir() / f"{s}.ipynb").is_file()]
     if missing:
         raise SystemExit(f"chapters not executed yet: {missing}; run `make chapters` first")
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root()), "-W",
-           "--keep-going", *(extra or [])]
+    scorecard()
+    blocked = [a for a in check_publishable() if a.blocked]
+    args = [str(root()), "-W", "--keep-going"]
+    if local_only:
+        dest = root() / "_build" / LOCAL_ONLY_DIR
+        write_text(dest / LOCAL_ONLY_MARKER, _MARKER_TEXT)
+        args += ["--path-output", str(dest)]
+        print(f"[book] local-only build into {dest}/_build/html: do not publish it")
+    elif blocked:
+        reasons = "\n  ".join(r for a in blocked for r in a.reasons)
+        raise SystemExit(
+            "refusing to build a publishable book from chapters executed on credentialed data:"
+            f"\n  {reasons}\nThe data use agreements forbid publishing images or report text. "
+            "Build a private copy with `python -m mmcxr.book build --local-only` "
+            "(`make book LOCAL_ONLY=1`), or re-execute those chapters on synthetic data."
+        )
+    rc = _jupyter_book([*args, *(extra or [])])
+    if local_only:
+        html = root() / "_build" / LOCAL_ONLY_DIR / "_build" / "html"
+        if html.is_dir():
+            write_text(html / LOCAL_ONLY_MARKER, _MARKER_TEXT)
+    return rc
+
+
+def _jupyter_book(args: list[str]) -> int:
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", *args]
     return subprocess.call(cmd, cwd=root())
+
+
+def _overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
+    return {name: _literal(value) for name, value in pairs or []}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmcxr.book", description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["data", "execute", "build"])
+    ap.add_argument("command", choices=["data", "execute", "scorecard", "check", "build"])
     ap.add_argument("--only", nargs="*", help="chapter slugs (default: all in _toc.yml)")
     ap.add_argument("--profile", default="book", choices=PROFILES)
     ap.add_argument("--force", action="store_true", help="re-execute even when unchanged")
+    ap.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="override a parameter for execute (a Python literal or a string)",
+    )
+    ap.add_argument(
+        "--local-only",
+        action="store_true",
+        help="build chapters executed on credentialed data into _build/local-only/",
+    )
     args = ap.parse_args(argv)
     slugs = args.only or chapters()
     if args.command == "data":
         generate_data(slugs)
     elif args.command == "execute":
         for slug in slugs:
-            execute(slug, args.profile, force=args.force)
+            execute(slug, args.profile, force=args.force, **_overrides(args.param))
+    elif args.command == "scorecard":
+        scorecard()
+    elif args.command == "check":
+        verdicts = check_publishable(slugs)
+        for v in verdicts:
+            print(f"{v.path.name}: {v.kind}" + "".join(f"\n  {r}" for r in v.reasons))
+        return 1 if any(v.blocked for v in verdicts) else 0
     else:
-        return build()
+        return build(local_only=args.local_only)
     return 0
 
 

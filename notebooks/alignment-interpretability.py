@@ -16,18 +16,13 @@
 # %% [markdown]
 # # That's the wrong lung: are image-text alignments interpretable?
 #
-# **Paper:** *That's the Wrong Lung! Evaluating and Improving the Interpretability of Unsupervised Multimodal Encoders for Medical Data* (`shared/papers/004_c2f9737dcadaeb0b.txt`).
-#
 # :::{admonition} Status: not yet reproduced
 # :class: warning
 # This chapter is a placeholder. The data it needs (`mimic-cxr` format) and the shared library
-# exist; the experiments below are planned and will replace this page:
+# exist; the experiments listed in the opening below are planned and will replace this page.
+# Until then the chapter writes no `claims.json`, and the
+# [scorecard](../generated/scorecard.md) lists it as not yet reproduced.
 # :::
-#
-# - a GLoRIA-style image-text encoder with local (region-word) alignments
-# - alignment quality against Chest ImaGenome gold boxes (pixel AUROC, top-k IoU)
-# - text perturbations (left/right swaps, shuffles) and subsets
-# - retrained variants, including entity masking
 
 # %% tags=["parameters"]
 data_root = None  # a real mimic-cxr root; None: the default synthetic cohort
@@ -40,4 +35,26 @@ import mmcxr
 from mmcxr import env
 
 PARAMS = env.capture_parameters(globals())
+mmcxr.book.chapter_header("alignment-interpretability", PARAMS)
 info = env.report(PARAMS, device)
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise changes one thing and asks what happens; the command under it makes the change.
+
+# %% tags=["remove-input"]
+mmcxr.book.exercises("alignment-interpretability", [
+    mmcxr.book.Exercise(
+        "Which rows of the parameter table in the opening change, and which profile does "
+        "the table now name?", profile="smoke"),
+    mmcxr.book.Exercise(
+        "What does the environment report under the opening say about the device and the "
+        "number of CPU threads, and why does the `book` profile leave the choice to `auto`?",
+        parameter="device", value="cpu"),
+    mmcxr.book.Exercise(
+        "The paper swaps 'left' and 'right' in the report and finds the attention barely "
+        "moves. On the synthetic cohort, where the side of every finding is known, what "
+        "result would count as the text mattering, and how large a change would you need to "
+        "see?"),
+], PARAMS)

@@ -16,18 +16,13 @@
 # %% [markdown]
 # # MEEMS: multimodal semantic embeddings against hidden stratification
 #
-# **Paper:** Cooper & Vainio, *Multimodal Semantic Embeddings to Reduce Hidden Stratification in Medical Imaging Data* (`shared/papers/000_e6028d3d5c486beb.txt`).
-#
 # :::{admonition} Status: not yet reproduced
 # :class: warning
 # This chapter is a placeholder. The data it needs (`mimic-cxr` format) and the shared library
-# exist; the experiments below are planned and will replace this page:
+# exist; the experiments listed in the opening below are planned and will replace this page.
+# Until then the chapter writes no `claims.json`, and the
+# [scorecard](../generated/scorecard.md) lists it as not yet reproduced.
 # :::
-#
-# - a Show-Attend-Tell captioner trained on frontal images and report text
-# - the multimodal embedder and the MEEMS-embedding classifier against a ResNet-50 image baseline, binary and 14-label
-# - attention maps over images, caption word-set IoU
-# - PCA and clustering of the embedding space, and the hidden strata it uncovers
 
 # %% tags=["parameters"]
 data_root = None  # a real mimic-cxr root; None: the default synthetic cohort
@@ -40,4 +35,26 @@ import mmcxr
 from mmcxr import env
 
 PARAMS = env.capture_parameters(globals())
+mmcxr.book.chapter_header("meems-hidden-stratification", PARAMS)
 info = env.report(PARAMS, device)
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise changes one thing and asks what happens; the command under it makes the change.
+
+# %% tags=["remove-input"]
+mmcxr.book.exercises("meems-hidden-stratification", [
+    mmcxr.book.Exercise(
+        "Which rows of the parameter table in the opening change, and which profile does "
+        "the table now name?", profile="smoke"),
+    mmcxr.book.Exercise(
+        "What does the environment report under the opening say about the device and the "
+        "number of CPU threads, and why does the `book` profile leave the choice to `auto`?",
+        parameter="device", value="cpu"),
+    mmcxr.book.Exercise(
+        "The paper's hypothesis is that image-only models suffer more from hidden "
+        "stratification than multimodal ones. Which strata does the synthetic cohort plant "
+        "(see the synthetic cohort chapter), and which per-stratum metric would show the "
+        "hypothesis holding? Write it as the claim this chapter's `claims.json` would carry."),
+], PARAMS)

@@ -16,17 +16,13 @@
 # %% [markdown]
 # # A multimodal VAE over frontal, lateral and text
 #
-# **Paper:** Klug, Sutter & Vogt, *Multimodal Generative Learning on the MIMIC-CXR Database* (`shared/papers/003_be7a19ce2d92b55d.txt`).
-#
 # :::{admonition} Status: not yet reproduced
 # :class: warning
 # This chapter is a placeholder. The data it needs (`mimic-cxr` format) and the shared library
-# exist; the experiments below are planned and will replace this page:
+# exist; the experiments listed in the opening below are planned and will replace this page.
+# Until then the chapter writes no `claims.json`, and the
+# [scorecard](../generated/scorecard.md) lists it as not yet reproduced.
 # :::
-#
-# - a MoPoE-VAE over frontal image, lateral image and report text
-# - linear probes on the latent representation of every subset of modalities
-# - conditionally generated samples
 
 # %% tags=["parameters"]
 data_root = None  # a real mimic-cxr root; None: the default synthetic cohort
@@ -39,4 +35,26 @@ import mmcxr
 from mmcxr import env
 
 PARAMS = env.capture_parameters(globals())
+mmcxr.book.chapter_header("multimodal-vae", PARAMS)
 info = env.report(PARAMS, device)
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise changes one thing and asks what happens; the command under it makes the change.
+
+# %% tags=["remove-input"]
+mmcxr.book.exercises("multimodal-vae", [
+    mmcxr.book.Exercise(
+        "Which rows of the parameter table in the opening change, and which profile does "
+        "the table now name?", profile="smoke"),
+    mmcxr.book.Exercise(
+        "What does the environment report under the opening say about the device and the "
+        "number of CPU threads, and why does the `book` profile leave the choice to `auto`?",
+        parameter="device", value="cpu"),
+    mmcxr.book.Exercise(
+        "The paper probes the latent space of every subset of modalities with a linear "
+        "classifier. Read its Table 1: which subset should win if the report text carries the"
+        " label, as it does by construction in the synthetic cohort? Write it as the claim "
+        "this chapter's `claims.json` would carry."),
+], PARAMS)

@@ -16,18 +16,13 @@
 # %% [markdown]
 # # Small data: multimodal classification and detection with explanations
 #
-# **Paper:** *Multimodal classification and detection in small data* (`shared/papers/002_fec24d92fd86ae33.txt`).
-#
 # :::{admonition} Status: not yet reproduced
 # :class: warning
 # This chapter is a placeholder. The data it needs (`openi` format) and the shared library
-# exist; the experiments below are planned and will replace this page:
+# exist; the experiments listed in the opening below are planned and will replace this page.
+# Until then the chapter writes no `claims.json`, and the
+# [scorecard](../generated/scorecard.md) lists it as not yet reproduced.
 # :::
-#
-# - a 1-D CNN text model initialised from Word2Vec
-# - a DenseNet121 image model pretrained on ChestX-ray14, then transferred
-# - the concatenation multimodal model against both single-modality models
-# - integrated gradients + unsupervised clustering ('sight sensitivity') for images, per-word scores for text
 
 # %% tags=["parameters"]
 data_root = None  # a real openi root; None: the default synthetic cohort
@@ -40,4 +35,25 @@ import mmcxr
 from mmcxr import env
 
 PARAMS = env.capture_parameters(globals())
+mmcxr.book.chapter_header("small-data-explanations", PARAMS)
 info = env.report(PARAMS, device)
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise changes one thing and asks what happens; the command under it makes the change.
+
+# %% tags=["remove-input"]
+mmcxr.book.exercises("small-data-explanations", [
+    mmcxr.book.Exercise(
+        "Which rows of the parameter table in the opening change, and which profile does "
+        "the table now name?", profile="smoke"),
+    mmcxr.book.Exercise(
+        "What does the environment report under the opening say about the device and the "
+        "number of CPU threads, and why does the `book` profile leave the choice to `auto`?",
+        parameter="device", value="cpu"),
+    mmcxr.book.Exercise(
+        "The paper's 'sight sensitivity' threshold trades true positive pixels for fewer "
+        "false positive ones. The synthetic cohort knows where each finding was drawn: how "
+        "would you measure that trade-off, and which threshold would you expect to win?"),
+], PARAMS)
