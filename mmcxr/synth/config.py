@@ -26,13 +26,12 @@ def _default_weights() -> dict[str, float]:
         "atelectasis": 0.16,
         "effusion": 0.12,
         "cardiomegaly": 0.08,
-        "opacity": 0.08,
+        "opacity": 0.11,
         "pneumothorax": 0.05,
         "mediastinum": 0.04,
         "lesion": 0.04,
         "fracture": 0.03,
         "pleural_other": 0.02,
-        "devices_only": 0.02,
     }
 
 
@@ -107,27 +106,38 @@ class SynthConfig:
 
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith(("_rate", "_share_pa", "_fraction", "_threshold")) or \
-                    f.name.startswith("spurious_p_"):
+            if f.name.endswith(
+                ("_rate", "_share_pa", "_fraction", "_threshold")
+            ) or f.name.startswith("spurious_p_"):
                 prob(f.name, value)
         if self.max_studies_per_patient < 1:
             raise ValueError("SynthConfig.max_studies_per_patient must be >= 1")
         if self.pneumonia_share_pa is not None and self.pneumonia_share_pa >= 1.0:
             raise ValueError("SynthConfig.pneumonia_share_pa must be < 1 (it is a share)")
         if self.spurious_label is not None and self.spurious_label not in FINDING_LABELS:
-            raise ValueError(f"SynthConfig.spurious_label {self.spurious_label!r} is not one of "
-                             f"{FINDING_LABELS}")
+            raise ValueError(
+                f"SynthConfig.spurious_label {self.spurious_label!r} is not one of {FINDING_LABELS}"
+            )
         unknown = set(self.process_weights) - set(_default_weights())
         if unknown:
-            raise ValueError(f"SynthConfig.process_weights has unknown processes {sorted(unknown)};"
-                             f" known: {sorted(_default_weights())}")
-        if any(w < 0 for w in self.process_weights.values()) or \
-                sum(self.process_weights.values()) <= 0:
+            raise ValueError(
+                f"SynthConfig.process_weights has unknown processes {sorted(unknown)};"
+                f" known: {sorted(_default_weights())}"
+            )
+        if (
+            any(w < 0 for w in self.process_weights.values())
+            or sum(self.process_weights.values()) <= 0
+        ):
             raise ValueError("SynthConfig.process_weights must be >= 0 and not all zero")
-        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6 or \
-                min(self.split_fractions) < 0:
-            raise ValueError(f"SynthConfig.split_fractions must be 3 non-negative numbers summing"
-                             f" to 1, got {self.split_fractions!r}")
+        if (
+            len(self.split_fractions) != 3
+            or abs(sum(self.split_fractions) - 1) > 1e-6
+            or min(self.split_fractions) < 0
+        ):
+            raise ValueError(
+                f"SynthConfig.split_fractions must be 3 non-negative numbers summing"
+                f" to 1, got {self.split_fractions!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

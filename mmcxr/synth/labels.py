@@ -29,14 +29,34 @@ FINDING_LABELS: list[str] = [lab for lab in CHEXPERT_LABELS if lab != "No Findin
 
 #: Findings that have a side and a zone in a frontal film (the others are central or diffuse).
 LATERALISED: frozenset[str] = frozenset(
-    {"Atelectasis", "Consolidation", "Fracture", "Lung Lesion", "Lung Opacity",
-     "Pleural Effusion", "Pleural Other", "Pneumonia", "Pneumothorax"}
+    {
+        "Atelectasis",
+        "Consolidation",
+        "Fracture",
+        "Lung Lesion",
+        "Lung Opacity",
+        "Pleural Effusion",
+        "Pleural Other",
+        "Pneumonia",
+        "Pneumothorax",
+    }
 )
 
 #: ChestX-ray14's 14 labels (``Finding Labels`` joined by "|"), in the release's usual order.
 CHESTXRAY14_LABELS: list[str] = [
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
     "Hernia",
 ]
 
@@ -67,3 +87,50 @@ IMAGENOME_DEVICES: dict[str, str] = {
     "picc": "picc",
     "pacemaker": "cardiac pacer and wires",
 }
+
+# --------------------------------------------------------------------------------------------
+# what the phantom needs: where each finding can sit in a film
+
+SIDES: tuple[str, ...] = ("right", "left", "bilateral")  # the patient's side, not the image's
+ZONES: tuple[str, ...] = ("upper", "mid", "lower", "apical", "basal")
+
+#: Zones each lateralised finding may take (None always means "wherever it usually is").
+#: Effusion layers at the base and a pneumothorax on an erect film rises to the apex, so those
+#: two take only the zone they occupy; "basal" is the lower zone for the parenchymal findings.
+LABEL_ZONES: dict[str, tuple[str, ...]] = {
+    "Atelectasis": ("mid", "lower", "basal"),
+    "Consolidation": ("apical", "upper", "mid", "lower", "basal"),
+    "Fracture": ("upper", "mid", "lower"),
+    "Lung Lesion": ("apical", "upper", "mid", "lower", "basal"),
+    "Lung Opacity": ("apical", "upper", "mid", "lower", "basal"),
+    "Pleural Effusion": ("basal", "lower"),
+    "Pleural Other": ("apical", "upper", "mid", "lower"),
+    "Pneumonia": ("upper", "mid", "lower", "basal"),
+    "Pneumothorax": ("apical",),
+}
+
+#: Findings that take a side but no zone (edema is bilateral unless a side is forced; devices
+#: use the side for a pacemaker pocket or the vein a line enters).
+SIDED_WITHOUT_ZONE: frozenset[str] = frozenset({"Edema", "Support Devices"})
+
+#: Central findings: no side, no zone.
+CENTRAL: frozenset[str] = frozenset({"Cardiomegaly", "Enlarged Cardiomediastinum"})
+
+#: Device kinds the phantom draws for ``Finding("Support Devices", attrs={"device": ...})``
+#: (one name or a list of names), keyed by the names of ``IMAGENOME_DEVICES``; the short
+#: aliases are accepted too. A chest tube is also drawn by
+#: ``Finding("Pneumothorax", attrs={"chest_tube": True})``.
+DEVICE_ALIASES: dict[str, str] = {
+    "endotracheal tube": "endotracheal tube",
+    "ett": "endotracheal tube",
+    "enteric tube": "enteric tube",
+    "ng tube": "enteric tube",
+    "ng_tube": "enteric tube",
+    "central line": "central line",
+    "central_line": "central line",
+    "picc": "picc",
+    "pacemaker": "pacemaker",
+    "chest tube": "chest tube",
+    "chest_tube": "chest tube",
+}
+DEVICES: tuple[str, ...] = tuple(dict.fromkeys(DEVICE_ALIASES.values()))
