@@ -193,7 +193,7 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         lung_width=(float(rw), float(rw * u(0.94, 0.99))),
         apex=float(u(-0.300, -0.275)),
         diaphragm=(float(dr), float(dr + u(0.012, 0.035))),
-        ctr=float(u(0.42, 0.48)),
+        ctr=float(u(0.42, 0.49)),
         heart_tilt=float(np.deg2rad(u(38.0, 50.0))),
         mediastinum=float(u(0.050, 0.060)),
         clavicle=float(u(-0.255, -0.230)),
@@ -639,7 +639,7 @@ def _normal_heart(anatomy: Anatomy, lungs: dict[str, _Lung], view: str) -> _Hear
 
 
 def _cardiomegaly_ctr(anatomy: Anatomy, severity: float) -> float:
-    return max(anatomy.ctr + 0.04, 0.545 + 0.12 * severity)
+    return max(anatomy.ctr + 0.03, 0.525 + 0.13 * severity)
 
 
 def _ellipse_d(heart: _Heart, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -1349,7 +1349,7 @@ def _edema(chest: _Chest, kf: _Keyed) -> _Drawn:
         h = np.clip(_F(1.0) - np.sqrt(dx * dx + dy * dy) * _F(1 / reach), 0, 1)
         h = h * np.sqrt(h)
         h *= _box_window(_finding_box(chest, kf, side), lung.sl)
-        part = _F(0.30 + 0.45 * sev) * h * chest.lung_t[lung.sl]
+        part = _F(0.12 + 0.45 * sev) * h * chest.lung_t[lung.sl]
         out.parts.append((lung.sl, part))
         out.blur[side] = np.clip(h * _F(1.6), 0, 1)
     return out
