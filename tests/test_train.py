@@ -1,0 +1,304 @@
+"""fit()/predict(): learning, early stopping, checkpoint resume, determinism; the run cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from mmcxr.models import KimCNN, build_classifier, freeze, image_encoder, make_loss
+from mmcxr.runs import RunStore, fingerprint_table, run_key
+from mmcxr.train import History, fit, predict, seed_everything
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the
+    spinning threads slow each step several-fold."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class ToyDataset(Dataset):
+    """Items shaped like ``MultimodalDataset``'s. Positives carry a bright square in the image
+    and token 1 at position 4 of the text (planted, so a model can learn them)."""
+
+    def __init__(self, n, seed=0, size=32, seq=12, vocab=30, flip=False):
+        rng = np.random.default_rng(seed)
+        self.y = rng.integers(0, 2, n).astype(np.float32)
+        self.img = rng.normal(0, 1, (n, 1, size, size)).astype(np.float32)
+        self.img[self.y == 1, :, 8:16, 8:16] += 2.0
+        self.tok = rng.integers(2, vocab, (n, seq))
+        self.tok[self.y == 1, 4] = 1
+        if flip:  # labels contradict the planted signal
+            self.y = 1.0 - self.y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {
+            "image": torch.from_numpy(self.img[i]),
+            "token_ids": torch.from_numpy(self.tok[i]).long(),
+            "label": torch.tensor(self.y[i]),
+        }
+
+
+def make_model(kind="multimodal", seed=0, dropout=0.3):
+    torch.manual_seed(seed)
+    img = image_encoder("resnet10-half") if kind != "text" else None
+    if img is not None:
+        freeze(img, ["conv1", "layer1"])  # frozen BN in the mix
+    txt = KimCNN(30, 8, n_filters=6, dropout=dropout) if kind != "image" else None
+    return build_classifier(kind, img, txt, proj_dim=16, dropout=dropout)
+
+
+FIT = {"batch_size": 16, "lr": 3e-3, "device": "cpu", "progress": False}
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _table(h: History) -> pd.DataFrame:
+    return h.table.drop(columns="seconds")
+
+
+def test_fit_overfits_a_tiny_batch():
+    seed_everything(0)
+    model = make_model(dropout=0.0)
+    train = ToyDataset(16, seed=0)
+    h = fit(model, train, train, loss=make_loss("bce"), epochs=25, patience=None, **FIT)
+    assert h.completed and not h.stopped_early and len(h.table) == 25
+    assert list(h.table.columns) == [
+        "epoch", "train_loss", "train_accuracy", "val_loss", "val_auroc", "val_accuracy", "lr",
+        "seconds",
+    ]  # fmt: skip
+    assert h.table["train_loss"].iloc[-1] < 0.05 < h.table["train_loss"].iloc[0]
+    p = predict(model, train, batch_size=5, device="cpu", progress=False)
+    assert p.probs.shape == (16,) and p.probs.dtype == np.float32
+    assert np.array_equal(p.labels, train.y)
+    assert ((p.probs > 0.5) == (train.y > 0.5)).all()
+    assert np.allclose(p.probs, 1 / (1 + np.exp(-p.logits)), atol=1e-6)
+    assert h.table["val_auroc"].iloc[-1] == 1.0
+    # frozen parameters did not move
+    fresh = make_model(dropout=0.0)
+    assert torch.equal(model.image_encoder.conv1.weight, fresh.image_encoder.conv1.weight)
+    assert torch.equal(
+        model.image_encoder.layer1[0].bn1.running_mean,
+        fresh.image_encoder.layer1[0].bn1.running_mean,
+    )
+
+
+@pytest.mark.parametrize(
+    "schedule, first_call",
+    [
+        ("linear", {"epochs": 4, "epoch_budget": 2}),  # interrupted half-way through 4
+        ("plateau", {"epochs": 2}),  # "run 2 epochs, then ask for 4"
+    ],
+)
+def test_resume_equals_uninterrupted_run(tmp_path, schedule, first_call):
+    train, val = ToyDataset(40, seed=1), ToyDataset(20, seed=2)
+    kw = {"loss": make_loss("focal", alpha=0.75, gamma=2.0), "schedule": schedule, "patience": None}
+
+    seed_everything(0)
+    straight = make_model()
+    h_straight = fit(straight, train, val, epochs=4, checkpoint_dir=tmp_path / "a", **kw, **FIT)
+
+    seed_everything(0)
+    first = make_model()
+    h1 = fit(first, train, val, checkpoint_dir=tmp_path / "b", **first_call, **kw, **FIT)
+    assert len(h1.table) == 2 and h1.completed == (first_call["epochs"] == 2)
+    # a new process would rebuild the model from scratch, with other RNG state
+    torch.manual_seed(123)
+    resumed = make_model(seed=99)
+    h2 = fit(resumed, train, val, epochs=4, checkpoint_dir=tmp_path / "b", **kw, **FIT)
+    assert h2.resumed_from_epoch == 2 and h2.completed
+    pd.testing.assert_frame_equal(_table(h2), _table(h_straight))
+    assert _same_weights(_weights(resumed), _weights(straight))
+    assert h2.best_epoch == h_straight.best_epoch
+
+    # the checkpoint loads with weights_only and holds everything needed
+    ckpt = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "rng", "state", "signature"} <= set(ckpt)
+    assert ckpt["state"]["epoch"] == 4
+
+    # a finished run returns at once with the same result
+    again = make_model(seed=5)
+    h3 = fit(again, train, val, epochs=4, checkpoint_dir=tmp_path / "b", **kw, **FIT)
+    assert h3.resumed_from_epoch == 4
+    pd.testing.assert_frame_equal(_table(h3), _table(h_straight))
+    assert _same_weights(_weights(again), _weights(straight))
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path):
+    train = ToyDataset(32, seed=3)
+    val = ToyDataset(32, seed=3, flip=True)  # learning the training signal hurts validation
+    seed_everything(0)
+    model = make_model(kind="text", dropout=0.0)
+    h = fit(
+        model, train, val, loss=make_loss("bce"), epochs=20, patience=2,
+        checkpoint_dir=tmp_path, **FIT,
+    )  # fmt: skip
+    assert h.stopped_early and h.completed
+    assert len(h.table) == h.best_epoch + 2 < 20
+    assert h.best_val_loss == pytest.approx(h.table["val_loss"].min())
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["epoch"] == h.best_epoch and _same_weights(_weights(model), best["model"])
+
+
+def test_budgets_end_a_call_early_and_resumably(tmp_path):
+    train = ToyDataset(16, seed=0)
+    seed_everything(0)
+    kw = {"loss": "bce", "epochs": 3, "checkpoint_dir": tmp_path, **FIT}
+    h = fit(make_model("text"), train, None, time_budget_s=0.0, **kw)
+    assert len(h.table) == 1 and not h.completed and h.table["val_loss"].isna().all()
+    h = fit(make_model("text"), train, None, **kw)
+    assert h.resumed_from_epoch == 1 and h.completed and list(h.table["epoch"]) == [1, 2, 3]
+
+
+def test_same_seed_same_results_and_other_seed_differs():
+    train, val = ToyDataset(40, seed=4), ToyDataset(20, seed=5)
+
+    def run(seed):
+        seed_everything(seed)
+        model = make_model(seed=seed)
+        h = fit(model, train, val, loss=make_loss("bce"), epochs=3, seed=seed, **FIT)
+        return _table(h), predict(model, val, device="cpu", progress=False).probs
+
+    t1, p1 = run(0)
+    t2, p2 = run(0)
+    pd.testing.assert_frame_equal(t1, t2)
+    assert np.array_equal(p1, p2)
+    t3, p3 = run(1)
+    assert not np.array_equal(p1, p3)
+
+
+def test_bad_inputs_fail_loudly(tmp_path):
+    train, val = ToyDataset(16, seed=0), ToyDataset(8, seed=1)
+    seed_everything(0)
+    fit(make_model("text"), train, val, loss="bce", epochs=1, checkpoint_dir=tmp_path, **FIT)
+    with pytest.raises(ValueError, match="other settings.*lr"):
+        fit(make_model("text"), train, val, loss="bce", epochs=2, checkpoint_dir=tmp_path,
+            **{**FIT, "lr": 1e-4})  # fmt: skip
+
+    class NanLabels(ToyDataset):
+        def __getitem__(self, i):
+            item = super().__getitem__(i)
+            item["label"] = torch.tensor(float("nan"))
+            return item
+
+    with pytest.raises(FloatingPointError, match="non-finite training loss"):
+        fit(make_model("text"), NanLabels(8), None, loss="bce", epochs=1, **FIT)
+    frozen = make_model("text")
+    frozen.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(frozen, train, val, loss="bce", epochs=1, **FIT)
+    with pytest.raises(ValueError, match="schedule must be"):
+        fit(make_model("text"), train, val, loss="bce", epochs=1, schedule="cosine", **FIT)
+
+
+def test_multilabel_targets():
+    class MultiLabel(ToyDataset):
+        def __getitem__(self, i):
+            item = super().__getitem__(i)
+            item["label"] = torch.stack([item["label"], 1 - item["label"], item["label"]])
+            return item
+
+    torch.manual_seed(0)
+    model = build_classifier("text", text_encoder=KimCNN(30, 8, n_filters=6), n_outputs=3)
+    ds = MultiLabel(24, seed=6)
+    h = fit(model, ds, ds, loss=make_loss("focal"), epochs=2, **FIT)
+    assert np.isfinite(h.table["val_auroc"]).all()
+    p = predict(model, ds, device="cpu", progress=False)
+    assert p.probs.shape == (24, 3) and p.labels.shape == (24, 3)
+
+
+# --------------------------------------------------------------------------- run cache
+
+
+def test_run_key_is_canonical():
+    a = run_key({"lr": 1e-4, "epochs": 15, "frozen": ("conv1", "layer1")}, "abc")
+    b = run_key({"frozen": ["conv1", "layer1"], "epochs": 15, "lr": 0.0001}, "abc")
+    assert a == b and len(a) == 64
+    assert run_key({"lr": 1e-3, "epochs": 15, "frozen": ["conv1", "layer1"]}, "abc") != a
+    assert run_key({"lr": 1e-4, "epochs": 15, "frozen": ["conv1", "layer1"]}, "abd") != a
+    with pytest.raises(TypeError, match="not JSON-able"):
+        run_key({"model": object()}, "abc")
+
+
+def test_fingerprint_table_sees_every_change():
+    df = pd.DataFrame({"id": ["a", "b", "c"], "label": [0.0, 1.0, np.nan], "extra": [1, 2, 3]})
+    fp = fingerprint_table(df, ["id", "label"])
+    assert fp == fingerprint_table(df.copy(), ["id", "label"])
+    assert fp == fingerprint_table(df.assign(extra=[9, 9, 9]), ["id", "label"])  # unused column
+    assert fp != fingerprint_table(df.assign(label=[0.0, 1.0, 1.0]), ["id", "label"])
+    assert fp != fingerprint_table(df.iloc[::-1], ["id", "label"])
+    assert fp != fingerprint_table(df.iloc[:2], ["id", "label"])
+    assert fp != fingerprint_table(df.astype({"label": "float32"}), ["id", "label"])
+    with pytest.raises(KeyError, match="missing_col"):
+        fingerprint_table(df, ["missing_col"])
+
+
+def test_run_store_round_trip_and_reuse(tmp_path):
+    store = RunStore(tmp_path)
+    params = {"model": "text", "lr": 1e-3}
+    key = run_key(params, "data")
+    assert not store.is_done("text-bce", key)
+    train = ToyDataset(16)
+    calls = []
+
+    def work(checkpoint_dir):
+        calls.append(checkpoint_dir)
+        torch.manual_seed(0)
+        model = make_model("text")
+        h = fit(model, train, train, loss="bce", epochs=2, checkpoint_dir=checkpoint_dir, **FIT)
+        p = predict(model, train, device="cpu", progress=False)
+        return {"metrics": {"auroc": 0.9, "n": np.int64(16)}, "predictions": p, "history": h,
+                "model": model}  # fmt: skip
+
+    res = store.get_or_run("text-bce", params, "data", work)
+    assert len(calls) == 1 and not calls[0].exists()  # checkpoint dropped once saved
+    assert store.is_done("text-bce", key)
+    again = store.get_or_run("text-bce", params, "data", work)
+    assert len(calls) == 1  # reused, not retrained
+    assert again.metrics == {"auroc": 0.9, "n": 16}
+    assert set(again.predictions) == {"probs", "labels", "logits"}
+    assert np.array_equal(again.predictions["probs"], res.predictions["probs"])
+    assert list(again.history["epoch"]) == [1, 2]
+    assert again.params == {**params, "data": "data"}
+    model = store.load_model("text-bce", key, make_model("text", seed=7))
+    p = predict(model, train, device="cpu", progress=False)
+    assert np.array_equal(p.probs, again.predictions["probs"])
+    assert store.runs()["name"].tolist() == ["text-bce"]
+
+
+def test_unfinished_or_damaged_runs_are_not_reused(tmp_path):
+    store = RunStore(tmp_path)
+    key = run_key({"a": 1}, "d")
+    d = store.save_result("r", key, metrics={"x": 1.0}, predictions={"probs": np.zeros(3)})
+    (d / "done.json").unlink()  # as if the process died before the last write
+    assert not store.is_done("r", key)
+    with pytest.raises(FileNotFoundError, match="not finished"):
+        store.load_result("r", key)
+    store.save_result("r", key, metrics={"x": 1.0})
+    (d / "params.json").write_text(json.dumps({"key": "0" * 64, "params": {}}))
+    with pytest.raises(ValueError, match="is for key"):
+        store.load_result("r", key)
+    assert not list(d.glob(".*tmp*"))  # no temporary files left behind
+    with pytest.raises(ValueError, match="plain folder name"):
+        store.run_dir("../escape", key)
+    with pytest.raises(TypeError, match="dtype object"):
+        store.save_result(
+            "r", key, metrics={}, predictions={"ids": np.array([{}, 1], dtype=object)}
+        )
