@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmcxr import atomic
+
 __all__ = ["RunResult", "RunStore", "canonical_json", "fingerprint_table", "run_key"]
 
 
@@ -89,12 +91,6 @@ def fingerprint_table(df: pd.DataFrame, cols: Sequence[str] | None = None) -> st
     return h.hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 @dataclass
 class RunResult:
     metrics: dict[str, Any]
@@ -144,30 +140,25 @@ class RunStore:
         done = d / "done.json"
         if done.exists():  # re-saving: un-finish first so a crash mid-way is not "done"
             done.unlink()
-        _atomic_write_text(d / "params.json", canonical_json({"key": key, "params": params or {}}))
-        _atomic_write_text(
-            d / "metrics.json", json.dumps(_plain(metrics), indent=2, sort_keys=True)
-        )
+        atomic.write_text(d / "params.json", canonical_json({"key": key, "params": params or {}}))
+        atomic.write_text(d / "metrics.json", json.dumps(_plain(metrics), indent=2, sort_keys=True))
         if predictions is not None:
             arrays = _prediction_arrays(predictions)
-            tmp = d / f".predictions.{os.getpid()}.tmp.npz"
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, d / "predictions.npz")
+            with atomic.replacing(d / "predictions.npz", suffix=".npz") as tmp:
+                np.savez_compressed(tmp, **arrays)
         if history is not None:
             table = getattr(history, "table", history)
             if not isinstance(table, pd.DataFrame):
                 raise TypeError(f"history must be a History or DataFrame, got {type(history)}")
-            tmp = d / f".history.{os.getpid()}.tmp.csv"
-            table.to_csv(tmp, index=False)
-            os.replace(tmp, d / "history.csv")
+            with atomic.replacing(d / "history.csv") as tmp:
+                table.to_csv(tmp, index=False)
         if model is not None:
             import torch
 
-            tmp = d / f".model.{os.getpid()}.tmp.pt"
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-            os.replace(tmp, d / "model.pt")
+            with atomic.replacing(d / "model.pt") as tmp:
+                torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
         stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        _atomic_write_text(done, json.dumps({"key": key, "finished": stamp}))
+        atomic.write_text(done, json.dumps({"key": key, "finished": stamp}))
         return d
 
     def load_result(self, name: str, key: str) -> RunResult:

@@ -33,6 +33,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from mmcxr import atomic
+
 __all__ = [
     "History",
     "Predictions",
@@ -183,9 +185,8 @@ def _val_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _make_accelerator(device: str, mixed_precision: bool, seed: int):

@@ -19,7 +19,7 @@ _EXPORTS: dict[str, str] = {
     "finalize": "mmcxr.data.cache",
     "image_table": "mmcxr.data.cache",
     "prepare": "mmcxr.data.cache",
-    "CHESTXRAY14_LABELS": "mmcxr.data.chestxray14",
+    "CHESTXRAY14_LABELS": "mmcxr.labels",
     "load_chestxray14": "mmcxr.data.chestxray14",
     "load_chestxray14_boxes": "mmcxr.data.chestxray14",
     "CohortFlow": "mmcxr.data.cohorts",
@@ -60,7 +60,7 @@ _EXPORTS: dict[str, str] = {
     "parse_sections": "mmcxr.data.sections",
     "report_fields": "mmcxr.data.sections",
     "patient_split": "mmcxr.data.splits",
-    "CHEXPERT_LABELS": "mmcxr.synth.labels",
+    "CHEXPERT_LABELS": "mmcxr.labels",
 }
 
 __all__ = [
@@ -127,11 +127,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from mmcxr.data.cache import ImageCache, finalize, image_table, prepare
-    from mmcxr.data.chestxray14 import (
-        CHESTXRAY14_LABELS,
-        load_chestxray14,
-        load_chestxray14_boxes,
-    )
+    from mmcxr.data.chestxray14 import load_chestxray14, load_chestxray14_boxes
     from mmcxr.data.cohorts import (
         CohortFlow,
         binary_cohort,
@@ -169,4 +165,4 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from mmcxr.data.roots import looks_like, resolve_root
     from mmcxr.data.sections import parse_sections, report_fields
     from mmcxr.data.splits import patient_split
-    from mmcxr.synth.labels import CHEXPERT_LABELS
+    from mmcxr.labels import CHESTXRAY14_LABELS, CHEXPERT_LABELS

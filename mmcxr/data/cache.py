@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mmcxr import atomic
 from mmcxr.data.errors import CacheError, MissingFileError, SchemaError
 from mmcxr.data.images import SquareGeometry, decode_image, square_geometry, to_uint8
 
@@ -63,17 +64,6 @@ _VERSION = 1
 
 
 # ---------------------------------------------------------------------------- file helpers
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _create_once(path: Path, write) -> bool:
@@ -313,7 +303,7 @@ def prepare(
 def _collect(results: Iterable[list[int]], bits: np.ndarray, bits_path: Path, bar) -> None:
     for rows in results:
         bits[rows] = True
-        _atomic_write_bytes(bits_path, np.packbits(bits).tobytes())
+        atomic.write_bytes(bits_path, np.packbits(bits).tobytes(), fsync=True)
         bar.update(len(rows))
 
 
@@ -405,9 +395,11 @@ def finalize(cache_dir: str | os.PathLike, *, progress: bool = True) -> Path:
     del images
     index = _read_index(d)
     index["height"], index["width"], index["sha256"] = shapes[:, 0], shapes[:, 1], row_sha
-    _atomic_write_bytes(d / INDEX_FILE, index.to_csv(index=False).encode())
+    atomic.write_bytes(d / INDEX_FILE, index.to_csv(index=False).encode(), fsync=True)
     man.update(complete=True, completed_rows=n, sha256=_sha256_file(d / ARRAY_FILE))
-    _atomic_write_bytes(d / MANIFEST_FILE, json.dumps(man, indent=2, sort_keys=True).encode())
+    atomic.write_bytes(
+        d / MANIFEST_FILE, json.dumps(man, indent=2, sort_keys=True).encode(), fsync=True
+    )
     return d
 
 

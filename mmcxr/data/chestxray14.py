@@ -26,6 +26,7 @@ from mmcxr.data.errors import (
 )
 from mmcxr.data.images import check_raster
 from mmcxr.data.tables import read_table
+from mmcxr.labels import CHESTXRAY14_LABELS
 
 __all__ = [
     "CHESTXRAY14_LABELS",
@@ -35,23 +36,6 @@ __all__ = [
     "chestxray14_image_table",
 ]
 
-#: The release's 14 finding names (``Finding Labels`` joined by "|"), in its usual order.
-CHESTXRAY14_LABELS: list[str] = [
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-]
 DATA_ENTRY = "Data_Entry_2017.csv"
 BBOX_FILE = "BBox_List_2017.csv"
 _REQUIRED = ["Image Index", "Finding Labels", "Patient ID", "View Position"]

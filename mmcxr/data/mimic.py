@@ -30,7 +30,7 @@ from mmcxr.data.errors import (
 from mmcxr.data.images import check_dicom_header, check_raster
 from mmcxr.data.sections import parse_sections, report_fields
 from mmcxr.data.tables import bad_label_rows, label_error, read_table, text_file
-from mmcxr.synth.labels import CHEXPERT_LABELS
+from mmcxr.labels import CHEXPERT_LABELS
 
 __all__ = [
     "CHEXPERT_FILE",

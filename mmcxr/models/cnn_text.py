@@ -21,6 +21,8 @@ from gensim.models import KeyedVectors, Word2Vec
 from gensim.utils import simple_preprocess
 from torch import nn
 
+from mmcxr import atomic
+
 __all__ = [
     "KimCNN",
     "WordVocab",
@@ -93,10 +95,7 @@ class WordVocab:
         return [self.itos[int(i)] for i in ids if int(i) != 0]
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"itos": self.itos}))
-        os.replace(tmp, path)
+        atomic.write_text(path, json.dumps({"itos": self.itos}))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> WordVocab:

@@ -23,14 +23,13 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from mmcxr import atomic
 from mmcxr.synth import write_chestxray14, write_imagenome, write_mimic, write_openi
 from mmcxr.synth.cohort import StudyPlan, sample_cohort
 from mmcxr.synth.config import SynthConfig
 from mmcxr.synth.labeler import label_report
 from mmcxr.synth.reports import Report, compose_report
 from mmcxr.synth.writers import (
-    atomic_write_bytes,
-    atomic_write_text,
     ground_truth_rows,
     jpeg_bytes,
     png_bytes,
@@ -129,22 +128,22 @@ def render_study(task: _Task) -> tuple[int, dict[str, dict]]:
             write_mimic.write_dicom(root / rel, ds)
             info.update(header)
         elif task.fmt == "mimic-cxr-jpg":
-            atomic_write_bytes(root / rel, jpeg_bytes(to_uint8(image)))
+            atomic.write_bytes(root / rel, jpeg_bytes(to_uint8(image)))
         elif task.fmt == "openi":
-            atomic_write_bytes(root / rel, png_bytes(to_uint8(image)))
+            atomic.write_bytes(root / rel, png_bytes(to_uint8(image)))
         else:  # chestx-ray14: square 8-bit PNG, boxes rescaled with the image
             size = task.image_size
             sq = Image.fromarray(to_uint8(image), mode="L").resize(
                 (size, size), Image.Resampling.BILINEAR
             )
-            atomic_write_bytes(root / rel, png_bytes(np.asarray(sq)))
+            atomic.write_bytes(root / rel, png_bytes(np.asarray(sq)))
             sx, sy = size / cols, size / rows
             info.update(rows=size, columns=size)
             for key in ("lesion_boxes", "anatomy_boxes"):
                 info[key] = {n: list(scale_box(tuple(b), sx, sy)) for n, b in info[key].items()}
         infos[im.dicom_id] = info
     text = json.dumps(infos, sort_keys=True)
-    atomic_write_text(progress, text)
+    atomic.write_text(progress, text)
     return study.index, json.loads(text)  # the same types whether fresh or resumed
 
 
@@ -238,7 +237,7 @@ def generate(
     if part.exists() and not (stamp.is_file() and json.loads(stamp.read_text()) == params):
         shutil.rmtree(part)  # a leftover from a different request: start over
     (part / _PROGRESS).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stamp, json.dumps(params, sort_keys=True))
+    atomic.write_text(stamp, json.dumps(params, sort_keys=True))
 
     studies = sample_cohort(n, seed, cfg, _DATASET[fmt])
     style = "openi" if fmt == "openi" else "mimic"
@@ -307,7 +306,7 @@ def _write_metadata(
 ) -> None:
     if fmt in ("mimic-cxr", "mimic-cxr-jpg"):
         for s in studies:
-            atomic_write_text(root / write_mimic.report_relpath(s), texts[s.study_id])
+            atomic.write_text(root / write_mimic.report_relpath(s), texts[s.study_id])
         split_of = write_mimic.write_tables(
             root,
             studies,

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Iterable
 
-from mmcxr.synth.labels import CHEXPERT_LABELS
+from mmcxr.labels import CHEXPERT_LABELS
 
 _W = r"(?:\w+ly )?"  # an optional adverb: "mildly", "moderately" ...
 

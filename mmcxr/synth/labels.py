@@ -7,22 +7,7 @@ sampled finding can be written into every format.
 
 from __future__ import annotations
 
-CHEXPERT_LABELS: list[str] = [
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Enlarged Cardiomediastinum",
-    "Fracture",
-    "Lung Lesion",
-    "Lung Opacity",
-    "No Finding",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Pneumonia",
-    "Pneumothorax",
-    "Support Devices",
-]
+from mmcxr.labels import CHEXPERT_LABELS
 
 #: Every CheXpert label except "No Finding": the findings a study can carry.
 FINDING_LABELS: list[str] = [lab for lab in CHEXPERT_LABELS if lab != "No Finding"]
@@ -42,23 +27,6 @@ LATERALISED: frozenset[str] = frozenset(
     }
 )
 
-#: ChestX-ray14's 14 labels (``Finding Labels`` joined by "|"), in the release's usual order.
-CHESTXRAY14_LABELS: list[str] = [
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-]
 
 #: Chest ImaGenome condition name and category for each CheXpert finding (Support Devices is
 #: resolved per device, see ``IMAGENOME_DEVICES``).

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcxr import atomic
 from mmcxr.synth.cohort import StudyPlan
-from mmcxr.synth.writers import atomic_write_bytes, atomic_write_text
 
 DATA_ENTRY = "Data_Entry_2017.csv"
 BBOX_FILE = "BBox_List_2017.csv"
@@ -101,17 +101,17 @@ def write_tables(
                     f"{name},{BBOX_LABELS[c]},{float(x1)!r},{float(y1)!r},"
                     f"{float(x2 - x1)!r},{float(y2 - y1)!r},,,"
                 )
-    atomic_write_text(root / DATA_ENTRY, "\n".join(lines) + "\n")
-    atomic_write_text(root / BBOX_FILE, "\n".join(bbox_lines) + "\n")
+    atomic.write_text(root / DATA_ENTRY, "\n".join(lines) + "\n")
+    atomic.write_text(root / BBOX_FILE, "\n".join(bbox_lines) + "\n")
     patients = sorted({s.patient_index for s in studies})
     n_test = int(round(test_fraction * len(patients)))
     test = set(rng.choice(patients, size=n_test, replace=False).tolist()) if n_test else set()
     names = sorted(image_index(s) for s in studies)
     by_name = {image_index(s): s for s in studies}
-    atomic_write_text(
+    atomic.write_text(
         root / "test_list.txt", "".join(f"{n}\n" for n in names if by_name[n].patient_index in test)
     )
-    atomic_write_text(
+    atomic.write_text(
         root / "train_val_list.txt",
         "".join(f"{n}\n" for n in names if by_name[n].patient_index not in test),
     )
@@ -119,5 +119,5 @@ def write_tables(
 
 def write_png(root: Path, study: StudyPlan, data: bytes) -> str:
     rel = f"images/{image_index(study)}"
-    atomic_write_bytes(root / rel, data)
+    atomic.write_bytes(root / rel, data)
     return rel

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmcxr import atomic
 from mmcxr.synth.cohort import StudyPlan
 from mmcxr.synth.labels import IMAGENOME_CONDITIONS, IMAGENOME_DEVICES
 from mmcxr.synth.reports import Mention, Report, Sentence
 from mmcxr.synth.write_mimic import image_relpath
-from mmcxr.synth.writers import atomic_write_text, write_csv
+from mmcxr.synth.writers import write_csv
 
 ROOT = "chest-imagenome"
 GOLD_BOXES = "gold_dataset/gold_bbox_coordinate_annotations_1000images.csv"
@@ -229,7 +230,7 @@ def write_imagenome(
         report = reports[study.study_id]
         prior = last_frontal.get(study.patient_index)
         graph = scene_graph(study, im.dicom_id, im.view, report, info, prior)
-        atomic_write_text(
+        atomic.write_text(
             base / "silver_dataset" / "scene_graph" / f"{im.dicom_id}_SceneGraph.json",
             json.dumps(graph, indent=1) + "\n",
         )

@@ -24,9 +24,10 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from mmcxr import atomic
+from mmcxr.labels import CHEXPERT_LABELS
 from mmcxr.synth.cohort import ImagePlan, StudyPlan
-from mmcxr.synth.labels import CHEXPERT_LABELS
-from mmcxr.synth.writers import atomic_write_bytes, write_csv
+from mmcxr.synth.writers import write_csv
 
 #: ViewCodeSequence (SNOMED-RT codes as in DICOM CID 4010) per ViewPosition.
 VIEW_CODES = {
@@ -179,7 +180,7 @@ def write_dicom(path: Path, ds: Dataset) -> None:
 
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic.write_bytes(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------------------------

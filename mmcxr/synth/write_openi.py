@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmcxr import atomic
 from mmcxr.synth.cohort import PlannedFinding, StudyPlan
 from mmcxr.synth.reports import Report
-from mmcxr.synth.writers import atomic_write_bytes, write_csv
+from mmcxr.synth.writers import write_csv
 
 XML_DIR = "ecgen-radiology"
 PNG_DIR = "NLMCXR_png"
@@ -162,4 +163,4 @@ def openi_xml(n: int, study: StudyPlan, report: Report) -> bytes:
 
 
 def write_report_xml(root: Path, n: int, study: StudyPlan, report: Report) -> Path:
-    return atomic_write_bytes(root / XML_DIR / f"{n}.xml", openi_xml(n, study, report))
+    return atomic.write_bytes(root / XML_DIR / f"{n}.xml", openi_xml(n, study, report))

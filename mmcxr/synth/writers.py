@@ -11,7 +11,6 @@ import gzip
 import io
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from mmcxr import atomic
 from mmcxr.synth.cohort import ImagePlan, StudyPlan
 from mmcxr.synth.config import SynthConfig
 from mmcxr.synth.labels import FINDING_LABELS
@@ -27,24 +27,6 @@ GROUND_TRUTH_FILE = "synthetic_ground_truth.csv.gz"
 CONFIG_FILE = "synthetic_config.json"
 
 Box = tuple[int, int, int, int]
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def csv_bytes(df: pd.DataFrame, *, compress: bool, sep: str = ",") -> bytes:
@@ -56,7 +38,7 @@ def csv_bytes(df: pd.DataFrame, *, compress: bool, sep: str = ",") -> bytes:
 def write_csv(df: pd.DataFrame, path: str | os.PathLike, *, sep: str = ",") -> Path:
     """Write ``df`` as CSV (gzip when the name ends in ``.gz``), atomically and reproducibly."""
     p = Path(path)
-    return atomic_write_bytes(p, csv_bytes(df, compress=p.suffix == ".gz", sep=sep))
+    return atomic.write_bytes(p, csv_bytes(df, compress=p.suffix == ".gz", sep=sep))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -161,6 +143,6 @@ def write_config(config: SynthConfig, root: Path, extra: dict) -> Path:
     import json
 
     payload = {"config": config.to_dict(), **extra}
-    return atomic_write_text(
+    return atomic.write_text(
         root / CONFIG_FILE, json.dumps(payload, indent=2, sort_keys=True) + "\n"
     )
