@@ -220,6 +220,10 @@ def execute(slug: str, profile: str = "book", force: bool = False, **overrides: 
     print(f"[book] {slug}: executing ({profile} profile)")
     tmp = out.with_name(f".{slug}.executing.ipynb")
     started = time.time()
+    # Progress bars are for people at a live kernel: in a stored notebook a widget bar is a
+    # frozen "0%" and a text bar hundreds of carriage returns, so the kernel runs without them.
+    saved_tqdm = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
     try:
         pm.execute_notebook(
             str(notebook_path(slug)),
@@ -236,6 +240,11 @@ def execute(slug: str, profile: str = "book", force: bool = False, **overrides: 
             os.replace(tmp, failed)
             print(f"[book] {slug}: failed; the partly executed notebook is {failed}")
         raise
+    finally:
+        if saved_tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = saved_tqdm
     os.replace(tmp, out)
     finished = time.time()
     data, sources = _data_record(out, slug)
