@@ -12,8 +12,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "book", "cli", "data", "env", "evaluate", "explain", "metrics", "models", "plots",
-    "runs", "synth", "train",
+    "atomic", "book", "chapter_page", "chapters", "claims", "cli", "data", "env", "evaluate",
+    "explain", "labels", "localization", "metrics", "models", "papers", "plots", "provenance",
+    "runs", "scorecard", "synth", "train",
 }
 
 
