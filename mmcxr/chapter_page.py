@@ -43,9 +43,12 @@ def infer_profile(slug: str, params: dict[str, Any]) -> str:
     """
     from mmcxr import book
 
+    where = {"output_dir", "device"}  # where a run goes and runs, not what it computes
     try:
         for profile in ("book", "smoke", "full"):
-            expected = book.resolved_parameters(slug, profile)
+            expected = {
+                k: v for k, v in book.resolved_parameters(slug, profile).items() if k not in where
+            }
             if {k: params.get(k) for k in expected} == expected:
                 return profile
     except (RuntimeError, FileNotFoundError):

@@ -465,10 +465,14 @@ def test_header_names_paper_parameters_and_rerun_commands():
 def test_profile_is_inferred_from_the_profile_files():
     from mmcxr.chapter_page import infer_profile
 
-    slug = "multimodal-vae"
+    slug = "late-fusion-pneumonia"
     assert infer_profile(slug, book.resolved_parameters(slug, "book")) == "book"
     assert infer_profile(slug, book.resolved_parameters(slug, "smoke")) == "smoke"
+    assert infer_profile(slug, book.resolved_parameters(slug, "full")) == "full"
     assert infer_profile(slug, book.resolved_parameters(slug, "book", seed=99)) == "custom"
+    # where a run writes and what it runs on do not change what it computes
+    moved = book.resolved_parameters(slug, "smoke", output_dir="/tmp/x", device="cpu")
+    assert infer_profile(slug, moved) == "smoke"
 
 
 def test_exercises_checks_parameters_and_writes_the_command():
