@@ -1,24 +1,31 @@
-"""resolve_root: synthetic cohorts are generated once, atomically, under a descriptive name."""
+"""resolve_root: synthetic cohorts are generated once, atomically, under a descriptive name,
+and regenerated when the generator code changes; a user's own root is never touched."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 import mmcxr.synth
-from mmcxr.data import FormatError, resolve_root
+from mmcxr.data import DataWarning, FormatError, resolve_root
+from mmcxr.synth import fingerprint
 from mmcxr.synth.config import SynthConfig
 
 
 @pytest.fixture
 def fake_generate(tmp_path, monkeypatch):
-    """Stand-in generator that writes only the format's marker file and counts its calls."""
+    """Stand-in generator: the format's marker file and, as the real one does, a
+    ``synthetic_config.json`` with the generator fingerprint; counts its calls."""
     monkeypatch.setenv("MMCXR_HOME", str(tmp_path / "home"))
     calls = []
 
     def generate(fmt, out_dir, n, seed, image_size, config=None):
         calls.append((fmt, n, seed, image_size, config))
         out_dir.mkdir(parents=True)
-        (out_dir / "Data_Entry_2017.csv").write_text("Image Index\n")
+        (out_dir / "Data_Entry_2017.csv").write_text(f"Image Index\ncall {len(calls)}\n")
+        payload = {fingerprint.FINGERPRINT_KEY: fingerprint.generator_fingerprint()}
+        (out_dir / "synthetic_config.json").write_text(json.dumps(payload))
         return out_dir
 
     monkeypatch.setattr(mmcxr.synth, "generate", generate)
@@ -62,3 +69,86 @@ def test_leftover_junk_under_final_name_is_an_error(tmp_path, fake_generate):
     (junk / "something").write_text("x")
     with pytest.raises(FormatError, match="not a complete openi cohort"):
         resolve_root("openi", None, n=4, image_size=64)
+
+
+def test_fingerprint_hashes_the_generator_sources(tmp_path, monkeypatch):
+    names = {p.name for p in fingerprint.generator_sources()}
+    assert {"phantom.py", "cohort.py", "reports.py", "fingerprint.py", "labels.py"} <= names
+    a = fingerprint.generator_fingerprint()
+    assert a == fingerprint.generator_fingerprint() and len(a) == 64
+    # an edited source changes it: hash a copy of the tree with one byte added to phantom.py
+    copy = tmp_path / "mmcxr"
+    (copy / "synth").mkdir(parents=True)
+    package = fingerprint.generator_sources()[0].parents[1]
+    for p in fingerprint.generator_sources():
+        (copy / p.relative_to(package)).write_bytes(p.read_bytes())
+    monkeypatch.setattr(fingerprint, "__file__", str(copy / "synth" / "fingerprint.py"))
+    assert fingerprint.generator_fingerprint() == a
+    with open(copy / "synth" / "phantom.py", "a") as f:
+        f.write("#")
+    assert fingerprint.generator_fingerprint() != a
+
+
+def test_real_generator_records_its_fingerprint(tmp_path):
+    root = mmcxr.synth.generate("openi", tmp_path / "c", n=2, image_size=32, progress=False)
+    recorded = json.loads((root / "synthetic_config.json").read_text())
+    assert recorded[fingerprint.FINGERPRINT_KEY] == fingerprint.generator_fingerprint()
+
+
+def test_changed_generator_regenerates_the_cached_cohort(tmp_path, fake_generate, monkeypatch):
+    root = resolve_root("chestx-ray14", None, n=40, seed=3, image_size=96)
+    assert "call 1" in (root / "Data_Entry_2017.csv").read_text()
+    monkeypatch.setattr(fingerprint, "generator_fingerprint", lambda: "f" * 64)
+    with pytest.warns(DataWarning, match="other generator code.*regenerating"):
+        again = resolve_root("chestx-ray14", None, n=40, seed=3, image_size=96)
+    assert again == root and len(fake_generate) == 2
+    assert "call 2" in (root / "Data_Entry_2017.csv").read_text()  # replaced, not merged
+    recorded = json.loads((root / "synthetic_config.json").read_text())
+    assert recorded[fingerprint.FINGERPRINT_KEY] == "f" * 64
+    assert [p.name for p in root.parent.iterdir()] == [root.name]  # old copy and temp gone
+    assert resolve_root("chestx-ray14", None, n=40, seed=3, image_size=96) == root
+    assert len(fake_generate) == 2  # current again: reused
+
+
+def test_cohort_without_a_fingerprint_is_regenerated(tmp_path, fake_generate):
+    root = tmp_path / "home" / "data" / "synthetic" / "chestx-ray14-n8-s0-px64"
+    root.mkdir(parents=True)
+    (root / "Data_Entry_2017.csv").write_text("Image Index\nold\n")
+    (root / "synthetic_config.json").write_text(json.dumps({"config": {}}))
+    with pytest.warns(DataWarning, match="before generator fingerprints"):
+        assert resolve_root("chestx-ray14", None, n=8, image_size=64) == root
+    assert "call 1" in (root / "Data_Entry_2017.csv").read_text()
+
+
+def test_failed_regeneration_keeps_the_old_cohort(tmp_path, fake_generate, monkeypatch):
+    root = resolve_root("chestx-ray14", None, n=8, image_size=64)
+    monkeypatch.setattr(fingerprint, "generator_fingerprint", lambda: "0" * 64)
+
+    def broken(fmt, out_dir, **kw):
+        raise RuntimeError("generator crashed")
+
+    monkeypatch.setattr(mmcxr.synth, "generate", broken)
+    with pytest.warns(DataWarning), pytest.raises(RuntimeError, match="crashed"):
+        resolve_root("chestx-ray14", None, n=8, image_size=64)
+    assert "call 1" in (root / "Data_Entry_2017.csv").read_text()
+    assert [p.name for p in root.parent.iterdir()] == [root.name]
+
+
+def test_foreign_folder_in_the_cache_is_left_alone(tmp_path, fake_generate):
+    root = tmp_path / "home" / "data" / "synthetic" / "chestx-ray14-n8-s0-px64"
+    root.mkdir(parents=True)
+    (root / "Data_Entry_2017.csv").write_text("real data\n")
+    with pytest.raises(FormatError, match="not made by mmcxr.synth and is left alone"):
+        resolve_root("chestx-ray14", None, n=8, image_size=64)
+    assert (root / "Data_Entry_2017.csv").read_text() == "real data\n"
+    assert fake_generate == []
+
+
+def test_given_root_is_never_regenerated(tmp_path, fake_generate, monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "Data_Entry_2017.csv").write_text("x\n")
+    (mine / "synthetic_config.json").write_text(json.dumps({fingerprint.FINGERPRINT_KEY: "old"}))
+    monkeypatch.setattr(fingerprint, "generator_fingerprint", lambda: "new")
+    assert resolve_root("chestx-ray14", mine, n=8, image_size=64) == mine.resolve()
+    assert fake_generate == [] and (mine / "Data_Entry_2017.csv").read_text() == "x\n"

@@ -144,8 +144,21 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...], p: tuple[float, ..
     return options[int(rng.choice(len(options), p=np.asarray(p) / sum(p)))]
 
 
-def _severity(rng: np.random.Generator, cfg: SynthConfig, subtle: bool | None = None) -> float:
-    """Bimodal (subtle vs obvious) when strata are planted, else uniform over the range."""
+#: Findings graded on a continuum in real reports (heart size, mediastinal width, edema):
+#: mostly mild, so borderline cases exist, rather than split into subtle and obvious.
+GRADED = ("Cardiomegaly", "Edema", "Enlarged Cardiomediastinum")
+
+
+def _severity(
+    rng: np.random.Generator, cfg: SynthConfig, subtle: bool | None = None, graded: bool = False
+) -> float:
+    """Bimodal (subtle vs obvious) when strata are planted, else uniform over the range.
+
+    ``graded`` findings (see :data:`GRADED`) are skewed to mild instead (median about 0.3),
+    whatever the strata switch, unless asked for a subtle one (a hedged finding).
+    """
+    if graded and subtle is not True:
+        return float(0.1 + 0.88 * rng.random() ** 2)
     if not cfg.plant_strata:
         return float(rng.uniform(0.15, 0.95))
     if subtle is None:
@@ -185,7 +198,8 @@ def _finding(
     if label == "Edema":
         side = "bilateral"
     subtle = attrs.pop("subtle", None)
-    return PlannedFinding(label, side, zone, _severity(rng, cfg, subtle), attrs=attrs)
+    sev = _severity(rng, cfg, subtle, graded=label in GRADED)
+    return PlannedFinding(label, side, zone, sev, attrs=attrs)
 
 
 def _process_findings(
@@ -199,10 +213,11 @@ def _process_findings(
     p = rng.random
     out: list[PlannedFinding] = []
     if process == "heart_failure":
-        if p() < 0.85:
+        # not every edema comes with a big heart and effusions (fluid overload, renal failure)
+        if p() < 0.65:
             out.append(f("Cardiomegaly"))
         out.append(f("Edema"))
-        if p() < 0.6:
+        if p() < 0.45:
             side = _side(rng, 0.3, 0.1)
             out.append(f("Pleural Effusion", side=side))
             if p() < 0.35:
@@ -305,17 +320,27 @@ def _merge(findings: list[PlannedFinding]) -> list[PlannedFinding]:
 def _devices(
     rng: np.random.Generator, portable: bool, findings: list[PlannedFinding]
 ) -> list[PlannedFinding]:
+    """Lines, tubes and pacemakers: ICU portables often, department films sometimes.
+
+    Thin lines (endotracheal and enteric tubes, central lines, PICCs) are a pixel or less wide
+    on a small thumbnail; a pacemaker is obvious at any size. Outpatients carry PICCs, ports
+    and pacemakers too, so a device is not simply a portable film.
+    """
     out = []
-    if portable and rng.random() < 0.65:
-        chosen = [d for d in DEVICES_ICU if rng.random() < 0.5] or ["endotracheal tube"]
-        for d in chosen:
-            side = (
-                _pick(rng, ("right", "left"), (0.65, 0.35))
-                if d in ("central line", "picc")
-                else None
-            )
-            out.append(PlannedFinding("Support Devices", side, None, 1.0, attrs={"device": d}))
-    if rng.random() < (0.05 if portable else 0.025):
+    chosen: list[str] = []
+    if portable and rng.random() < 0.55:
+        chosen = [
+            d for d, q in zip(DEVICES_ICU, (0.5, 0.5, 0.4, 0.3), strict=True) if rng.random() < q
+        ]
+        chosen = chosen or ["endotracheal tube"]
+    elif not portable and rng.random() < 0.05:
+        chosen = [_pick(rng, ("central line", "picc"), (0.4, 0.6))]
+    for d in chosen:
+        side = (
+            _pick(rng, ("right", "left"), (0.65, 0.35)) if d in ("central line", "picc") else None
+        )
+        out.append(PlannedFinding("Support Devices", side, None, 1.0, attrs={"device": d}))
+    if rng.random() < (0.06 if portable else 0.03):
         out.append(
             PlannedFinding("Support Devices", "left", None, 1.0, attrs={"device": "pacemaker"})
         )

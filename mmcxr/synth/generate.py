@@ -27,6 +27,7 @@ from mmcxr import atomic
 from mmcxr.synth import write_chestxray14, write_imagenome, write_mimic, write_openi
 from mmcxr.synth.cohort import StudyPlan, sample_cohort
 from mmcxr.synth.config import SynthConfig
+from mmcxr.synth.fingerprint import FINGERPRINT_KEY, generator_fingerprint
 from mmcxr.synth.labeler import label_report
 from mmcxr.synth.reports import Report, compose_report
 from mmcxr.synth.writers import (
@@ -167,6 +168,9 @@ def _params(fmt: str, n: int, seed: int, image_size: int, config: SynthConfig) -
         "seed": seed,
         "image_size": image_size,
         "mmcxr_version": __version__,
+        # which code drew it: a changed generator makes a cached cohort (and a half-finished
+        # run, whose params then differ) stale
+        FINGERPRINT_KEY: generator_fingerprint(),
         "config": config.to_dict(),
     }
 
@@ -212,8 +216,9 @@ def generate(
     ``fmt`` is one of ``mimic-cxr``, ``mimic-cxr-jpg``, ``openi``, ``chestx-ray14``;
     ``image_size`` is the image height in pixels (width follows MIMIC's 2544/3056 aspect;
     ChestX-ray14 images are square). Also writes ``synthetic_ground_truth.csv.gz`` and
-    ``synthetic_config.json`` at the root, and for ``mimic-cxr`` a Chest ImaGenome-style
-    tree under ``chest-imagenome/``. Returns the root.
+    ``synthetic_config.json`` (the config, the arguments and the
+    :func:`~mmcxr.synth.fingerprint.generator_fingerprint`) at the root, and for
+    ``mimic-cxr`` a Chest ImaGenome-style tree under ``chest-imagenome/``. Returns the root.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")

@@ -167,6 +167,12 @@ class Anatomy:
     exposure: float  # film response gain
     contrast: float  # display window narrowing
     noise: float  # quantum noise level
+    inspiration: float = 0.5  # 0 shallow .. 1 deep: lower domes, more air in the lungs
+    heart_shape: float = 0.707  # short over long axis of the cardiac ellipse
+    heart_right: float = 0.30  # share of the heart's half-width lying right of the midline
+    fat_pad: float = 0.0  # 0 none .. 1 large epicardial fat pad at the left cardiophrenic angle
+    vessels: float = 1.0  # prominence of the hila and lung markings
+    aortic_knob: float = 0.03  # bulge of the aortic knob (an unfolded aorta widens it)
 
 
 @dataclass
@@ -180,28 +186,42 @@ class Rendered:
 
 
 def sample_anatomy(rng: np.random.Generator) -> Anatomy:
-    """Draw one patient's body and exposure from ``rng`` (a fixed number of draws)."""
+    """Draw one patient's body and exposure from ``rng`` (a fixed number of draws).
+
+    The spreads are wide on purpose: real films differ in patient size and centring, a few
+    degrees of tilt, depth of inspiration, soft tissue and exposure, and a classifier that
+    reads a finding off fixed pixels or off the overall lung brightness must meet that
+    variation. The normal heart's CTR is drawn around 0.45 with a tail up to 0.52, as normal
+    hearts are measured (a CTR just over 0.5 is not by itself called cardiomegaly).
+    """
     u = rng.uniform
     seed = int(rng.integers(0, 2**31 - 1))
-    rw = u(0.272, 0.298)
-    dr = u(0.195, 0.235)
+    rw = u(0.252, 0.305)
+    inspiration = float(u(0.0, 1.0))
+    dr = 0.168 + 0.08 * inspiration + u(-0.008, 0.008)
     return Anatomy(
         seed=seed,
-        scale=float(u(0.93, 1.05)),
-        offset=(float(u(-0.018, 0.018)), float(u(-0.015, 0.015))),
-        rotation=float(np.deg2rad(u(-2.5, 2.5))),
-        lung_width=(float(rw), float(rw * u(0.94, 0.99))),
-        apex=float(u(-0.300, -0.275)),
+        scale=float(u(0.87, 1.06)),
+        offset=(float(u(-0.028, 0.028)), float(u(-0.022, 0.02))),
+        rotation=float(np.deg2rad(u(-3.0, 3.0))),
+        lung_width=(float(rw), float(rw * u(0.93, 0.99))),
+        apex=float(u(-0.305, -0.27)),
         diaphragm=(float(dr), float(dr + u(0.012, 0.035))),
-        ctr=float(u(0.42, 0.49)),
-        heart_tilt=float(np.deg2rad(u(38.0, 50.0))),
-        mediastinum=float(u(0.050, 0.060)),
-        clavicle=float(u(-0.255, -0.230)),
-        rib_spacing=float(u(0.049, 0.055)),
+        ctr=float(np.clip(rng.normal(0.46, 0.035), 0.37, 0.525)),
+        heart_tilt=float(np.deg2rad(u(36.0, 52.0))),
+        mediastinum=float(u(0.044, 0.070)),
+        clavicle=float(u(-0.26, -0.225)),
+        rib_spacing=float(u(0.048, 0.056)),
         habitus=float(u(0.0, 1.0)),
-        exposure=float(u(0.88, 1.12)),
-        contrast=float(u(0.92, 1.08)),
-        noise=float(u(0.010, 0.020)),
+        exposure=float(u(0.8, 1.22)),
+        contrast=float(u(0.88, 1.14)),
+        noise=float(u(0.010, 0.025)),
+        inspiration=inspiration,
+        heart_shape=float(u(0.62, 0.80)),
+        heart_right=float(u(0.18, 0.42)),
+        fat_pad=float(u(0.0, 1.0) ** 1.5),
+        vessels=float(u(0.75, 1.3)),
+        aortic_knob=float(u(0.018, 0.046)),
     )
 
 
@@ -537,7 +557,8 @@ class _Lung:
         self.dome_top = anatomy.diaphragm[i] - (0.03 if view == "AP" else 0.0)
         self.xdc = 0.42 * self.lw
         self.cpd = 0.075
-        self.m0 = anatomy.mediastinum
+        self.m0 = anatomy.mediastinum * (1.1 if view == "AP" else 1.0)  # magnified, supine
+        self.knob = anatomy.aortic_knob
         self.widen = widen
         self.y_cp = float(self.dome(np.float64(self.lw)))
         self.y_hilum = -0.015 if right else -0.04
@@ -564,7 +585,7 @@ class _Lung:
         else:  # aortic knob, main pulmonary artery, left atrial appendage
             m = (
                 m
-                + 0.030 * _bump(y, -0.165, 0.05)
+                + self.knob * _bump(y, -0.165, 0.05)
                 + 0.016 * _bump(y, -0.085, 0.04)
                 + 0.02 * _bump(y, 0.0, 0.07)
             )
@@ -608,9 +629,11 @@ class _Heart:
         )
 
     def scaled(self, lam: float) -> _Heart:
-        """Homothety about the lowest point: a bigger heart still sits on the diaphragm and
-        contains the normal one, so cardiomegaly only ever adds pixels."""
-        px, py = self.lowest()
+        """Homothety about the highest point, where the great vessels leave: a bigger heart
+        grows out to the left and down, its lower part hidden by the diaphragm (as an enlarged
+        ventricle does), and contains the normal one, so cardiomegaly only ever adds pixels."""
+        lx, ly = self.lowest()
+        px, py = 2 * self.cx - lx, 2 * self.cy - ly
         return _Heart(
             px + lam * (self.cx - px),
             py + lam * (self.cy - py),
@@ -631,15 +654,49 @@ def _normal_heart(anatomy: Anatomy, lungs: dict[str, _Lung], view: str) -> _Hear
     hw = 0.5 * anatomy.ctr * thorax * (1.07 if view == "AP" else 1.0)
     phi = anatomy.heart_tilt
     c, s = math.cos(phi), math.sin(phi)
-    a = hw / math.sqrt(c * c + 0.5 * s * s)
-    b = a * math.sqrt(0.5)
-    cx = 0.30 * hw  # about a third of the heart lies right of the midline
+    k = anatomy.heart_shape
+    a = hw / math.sqrt(c * c + k * k * s * s)
+    b = a * k
+    cx = anatomy.heart_right * hw  # about a third of the heart lies right of the midline
     cy = lungs["left"].dome_top - 0.06
     return _Heart(cx, cy, a, b, phi)
 
 
 def _cardiomegaly_ctr(anatomy: Anatomy, severity: float) -> float:
-    return max(anatomy.ctr + 0.03, 0.525 + 0.13 * severity)
+    """Target CTR of an enlarged heart: just over the 0.5 threshold when mild, and always a
+    little bigger than the patient's own normal heart."""
+    return max(anatomy.ctr + 0.015, 0.516 + 0.13 * severity)
+
+
+def _visible_width(heart: _Heart, lungs: dict[str, _Lung]) -> float:
+    """Transverse diameter of the part of the heart above the hemidiaphragms (what is
+    measured on a film), from points on the ellipse's outline."""
+    t = np.linspace(0.0, 2 * np.pi, 720, endpoint=False)
+    c, s = math.cos(heart.tilt), math.sin(heart.tilt)
+    x = heart.cx + heart.a * np.cos(t) * c - heart.b * np.sin(t) * s
+    y = heart.cy + heart.a * np.cos(t) * s + heart.b * np.sin(t) * c
+    seen = y <= _dome_at(lungs, x)
+    return float(x[seen].max() - x[seen].min()) if seen.any() else 0.0
+
+
+def _enlarged_heart(
+    anatomy: Anatomy, normal: _Heart, lungs: dict[str, _Lung], view: str, severity: float
+) -> _Heart:
+    """The normal heart scaled (see :meth:`_Heart.scaled`) until its visible width gives the
+    target CTR: part of an enlarged heart hides below the diaphragm, so the scale is found by
+    bisection rather than as a ratio of CTRs."""
+    thorax = lungs["right"].lw + lungs["left"].lw
+    want = _cardiomegaly_ctr(anatomy, severity) * thorax * (1.07 if view == "AP" else 1.0)
+    lo, hi = 1.0, 3.0
+    for _ in range(24):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _visible_width(normal.scaled(mid), lungs) < want else (lo, mid)
+    return normal.scaled(hi)
+
+
+def _mediastinal_widening(severity: float) -> float:
+    """Extra half-width of the upper mediastinum: within normal variation when mild."""
+    return 0.002 + 0.012 * severity + 0.03 * severity * severity
 
 
 def _ellipse_d(heart: _Heart, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -669,6 +726,29 @@ def _heart_fields(
     e = max(0.004, 1.2 * frame.px)
     soft = _ramp(d, e) * _ramp(under, e)
     return sl, soft, (d > 0) & (under > 0)
+
+
+def _fat_pad(
+    frame: _Frame, anatomy: Anatomy, heart: _Heart, lungs: dict[str, _Lung], lung_t: np.ndarray
+) -> None:
+    """Epicardial fat at the left cardiophrenic angle: a soft shadow that blurs the lower heart
+    border, large in some patients, and so mimics a bigger heart on a small image.
+
+    Anchored to the normal heart, so that an enlarged heart only covers it.
+    """
+    fat = anatomy.fat_pad
+    if fat <= 0.02:
+        return
+    _, x1, _, _ = heart.extent()
+    fx = x1 - 0.015
+    fy = float(lungs["left"].dome(np.float64(fx))) - 0.012
+    rx, ry = 0.025 + 0.045 * fat, 0.02 + 0.03 * fat
+    sl = frame.window(fx - rx, fx + rx, fy - ry, fy + ry)
+    if sl is None:
+        return
+    X, Y = frame.X[sl], frame.Y[sl]
+    q = ((X - _F(fx)) * _F(1 / rx)) ** 2 + ((Y - _F(fy)) * _F(1 / ry)) ** 2
+    lung_t[sl] *= _F(1.0) - _F(0.6 * fat) * np.clip(_F(1.0) - q, 0.0, 1.0)
 
 
 def _posterior_ribs(
@@ -814,15 +894,15 @@ def _frontal(
     labels = {k.finding.label: k for k in keyed}
 
     ecm = labels.get("Enlarged Cardiomediastinum")
-    widen = 0.0 if ecm is None else 0.022 + 0.05 * ecm.finding.severity
+    widen = 0.0 if ecm is None else _mediastinal_widening(ecm.finding.severity)
     lungs = {s: _Lung(s, anatomy, view, widen) for s in ("right", "left")}
     normal_lungs = (
         lungs if ecm is None else {s: _Lung(s, anatomy, view, 0.0) for s in ("right", "left")}
     )
-    heart = _normal_heart(anatomy, normal_lungs, view)
+    heart = normal_heart = _normal_heart(anatomy, normal_lungs, view)
     cm = labels.get("Cardiomegaly")
     if cm is not None:
-        heart = heart.scaled(_cardiomegaly_ctr(anatomy, cm.finding.severity) / anatomy.ctr)
+        heart = _enlarged_heart(anatomy, heart, normal_lungs, view, cm.finding.severity)
 
     atten = np.zeros((rows, cols), _F)
     lung_t = np.zeros((rows, cols), _F)
@@ -841,8 +921,8 @@ def _frontal(
 
     def depth(y: np.ndarray) -> np.ndarray:
         return (
-            0.95
-            + 0.1 * anatomy.habitus
+            0.9
+            + 0.25 * anatomy.habitus
             + 0.12 * np.clip((y - 0.15) / 0.2, 0, 1)
             - 0.35 * np.clip((-0.36 - y) / 0.08, 0, 1)
         )
@@ -896,6 +976,7 @@ def _frontal(
         hsl, hsoft, hmask = hf
         lung_t[hsl] *= 1.0 - _F(0.93) * hsoft
         heart_mask_full = (hsl, hmask)
+    _fat_pad(frame, anatomy, normal_heart, lungs, lung_t)
 
     carina = (-0.004, -0.095 - (0.02 if view == "AP" else 0.0))
     _anatomy_boxes(frame, anatomy, view, lungs, heart, heart_mask_full, carina, boxes)
@@ -931,20 +1012,22 @@ def _frontal(
                 blur = d_.blur[side] if blur is None else np.maximum(blur, d_.blur[side])
         if blur is not None:
             hazy = ndimage.gaussian_filter(vessels, max(1.5, 0.006 / px))
-            vessels += blur * (_F(1.4) * hazy - vessels)
+            vessels += blur * (_F(1.2) * hazy - vessels)
         for d_ in drawn:
             if side in d_.kill:
                 vessels *= 1.0 - d_.kill[side]
         sl = lung.sl
         dx, dy = lung.xs - _F(lung.x_hilum), lung.y - _F(lung.y_hilum)
         fade = np.clip(_F(1.15) - np.sqrt(dx * dx + dy * dy) * _F(1 / (0.8 * lung.lw)), 0, 1)
-        atten[sl] += _F(0.24) * vessels * lung_t[sl] * fade
+        # a shallow breath crowds the vessels and the hila (a classic mimic of edema)
+        crowd = (1.25 - 0.5 * anatomy.inspiration) * anatomy.vessels
+        atten[sl] += _F(0.24 * crowd) * vessels * lung_t[sl] * fade
         # hilum: pulmonary arteries and veins
         hx, hy = lung.x_hilum + 0.01, lung.y_hilum + 0.01
         hd = ((lung.xs - _F(hx)) * _F(1 / 0.036)) ** 2 + ((lung.y - _F(hy)) * _F(1 / 0.07)) ** 2
-        atten[sl] += _F(0.14) * np.clip(1.0 - hd, 0.0, _BIG) * lung.soft
+        atten[sl] += _F(0.14 * crowd) * np.clip(1.0 - hd, 0.0, _BIG) * lung.soft
 
-    atten -= _F(0.80) * lung_t
+    atten -= _F(0.68 + 0.24 * anatomy.inspiration) * lung_t
     _frontal_bones(frame, anatomy, lungs, view, bones)
     atten += bones
     _airways(frame, lungs, carina, atten)
@@ -1158,7 +1241,7 @@ def _anatomy_boxes(
     b = frame.box_of([cx - 0.03, cx + 0.03] * 2, [cy - 0.02] * 2 + [cy + 0.03] * 2)
     if b is not None:
         boxes["carina"] = b
-    ak = left.m0 + 0.03 + left.widen
+    ak = left.m0 + left.knob + left.widen
     b = frame.box_of([-0.01, ak + 0.01] * 2, [-0.215] * 2 + [-0.12] * 2)
     if b is not None:
         boxes["aortic arch"] = b
@@ -1289,7 +1372,7 @@ def _effusion(chest: _Chest, kf: _Keyed) -> _Drawn:
             continue
         top_row = boxes[0][1]
         _, y_top = chest.frame.to_body(chest.frame.cols / 2, top_row)
-        hgt = min(0.025 + 0.2 * sev, lung.y_cp - float(y_top) - 0.04)
+        hgt = min(0.03 + 0.23 * sev, lung.y_cp - float(y_top) - 0.04)
         y_lat = lung.y_cp - hgt
         w = _side_window(chest, side, 0.0, lung.lw + 0.05, y_lat - 0.02, lung.y_cp + 0.02)
         if w is None:
@@ -1345,11 +1428,11 @@ def _edema(chest: _Chest, kf: _Keyed) -> _Drawn:
         lung = chest.lungs[side]
         dx = (lung.xs - _F(lung.x_hilum)) * _F(1.0)
         dy = (lung.y - _F(lung.y_hilum)) * _F(1 / 1.35)
-        reach = 0.13 + 0.14 * sev
+        reach = 0.11 + 0.16 * sev
         h = np.clip(_F(1.0) - np.sqrt(dx * dx + dy * dy) * _F(1 / reach), 0, 1)
         h = h * np.sqrt(h)
         h *= _box_window(_finding_box(chest, kf, side), lung.sl)
-        part = _F(0.12 + 0.45 * sev) * h * chest.lung_t[lung.sl]
+        part = _F(0.02 + 0.12 * sev + 0.3 * sev * sev) * h * chest.lung_t[lung.sl]
         out.parts.append((lung.sl, part))
         out.blur[side] = np.clip(h * _F(1.6), 0, 1)
     return out
@@ -1371,7 +1454,7 @@ def _blob_parts(chest: _Chest, kf: _Keyed, kind: str) -> _Drawn:
         bw, bh = (bx2 - bx1) * frame.px, (by2 - by1) * frame.px
         size = {
             "consolidation": 0.45 + 0.35 * sev,
-            "opacity": 0.55 + 0.3 * sev,
+            "opacity": 0.7 + 0.3 * sev,
             "pneumonia": 0.5 + 0.35 * sev,
         }[kind]
         rx, ry = max(0.015, 0.5 * size * bw), max(0.015, 0.5 * size * bh)
@@ -1395,12 +1478,12 @@ def _blob_parts(chest: _Chest, kf: _Keyed, kind: str) -> _Drawn:
         elif kind == "opacity":
             patch = np.clip((_coarse_noise(rng, shape, 8) + _F(0.9)) * _F(0.6), 0, 1)
             env = np.clip((_F(1.0) - q) * _F(1 / 0.6), 0, 1)
-            dens = _F(0.25 + 0.45 * sev) * patch * env
+            dens = _F(0.38 + 0.55 * sev) * patch * env
         else:
             patch = np.clip((_coarse_noise(rng, shape, 8) + _F(0.5)) * _F(0.6), 0, 1)
             env = np.clip((_F(1.0) - q) * _F(1 / 0.5), 0, 1)
             small = np.clip((_F(1.0) - _F(2.2) * q + _F(0.3) * lob) * _F(1 / 0.45), 0, 1)
-            dens = _F(0.3 + 0.35 * sev) * np.maximum(patch * env, small * _F(1.3))
+            dens = _F(0.35 + 0.4 * sev) * np.maximum(patch * env, small * _F(1.3))
         bronchi = f.attrs.get("air_bronchograms", kind != "opacity" and sev >= 0.45)
         if bronchi:
             dx, dy = xs - _F(lung.x_hilum), y - _F(lung.y_hilum)
@@ -1472,8 +1555,8 @@ def _atelectasis(chest: _Chest, kf: _Keyed) -> _Drawn:
         if not boxes:
             continue
         for _ in range(1 + int(sev > 0.55)):
-            length = (0.35 + 0.3 * sev) * (lung.lw - lung.m0)
-            tau = 0.004 + 0.011 * sev
+            length = (0.4 + 0.35 * sev) * (lung.lw - lung.m0)
+            tau = 0.005 + 0.018 * sev
             cxs, cy = _pick(chest, side, boxes[0], 0.01, rng)
             cxs = float(np.clip(cxs, lung.m0 + 0.5 * length, lung.lw - 0.5 * length))
             ang = float(rng.uniform(-0.25, 0.05))
@@ -1490,6 +1573,21 @@ def _atelectasis(chest: _Chest, kf: _Keyed) -> _Drawn:
             band = np.clip(_F(1.0) - perp * perp, 0, 1) * np.clip(_F(1.0) - along * along, 0, 1)
             dens = _F(0.4 + 0.35 * sev) * np.sqrt(band) * chest.lung_t[sl] * _box_window(boxes, sl)
             out.parts.append((sl, dens))
+        if sev > 0.4 and kf.finding.zone in (None, "basal", "lower"):
+            # segmental collapse at the base: a hazy density rising off the hemidiaphragm
+            depth = 0.03 + 0.08 * sev
+            half = (0.25 + 0.2 * sev) * (lung.lw - lung.m0)
+            cx0 = float(rng.uniform(lung.m0 + half, max(lung.m0 + half, lung.lw - half)))
+            w = _side_window(
+                chest, side, cx0 - half, cx0 + half, lung.dome_top - depth - 0.01, lung.y_cp + 0.01
+            )
+            if w is not None:
+                sl, loc = w
+                xs, y = lung.xs[loc], lung.y[loc]
+                rise = np.clip(_F(1.0) - (lung.dome(xs) - y) * _F(1 / depth), 0, 1)
+                across = np.clip(_F(1.0) - ((xs - _F(cx0)) * _F(1 / half)) ** 2, 0, 1)
+                dens = _F(0.35 + 0.4 * sev) * rise * across * chest.lung_t[sl]
+                out.parts.append((sl, dens * _box_window(boxes, sl)))
     return out
 
 
@@ -1700,6 +1798,7 @@ def _device_paths(
         lung = chest.lungs["left" if sg > 0 else "right"]
         gx, gy = sg * (0.55 * lung.lw + 0.05), chest.anatomy.clavicle + 0.075
         _, hx1, _, hy1 = chest.heart.extent()
+        hy1 = min(hy1, left.dome_top + 0.05)  # an enlarged heart reaches below the dome
         ra = (-0.065, chest.heart.extent()[2] + 0.07)
         rv = (min(hx1 - 0.06, 0.12), hy1 - 0.04)
         lead1 = _curve(
