@@ -12,9 +12,27 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "atomic", "book", "chapter_page", "chapters", "claims", "cli", "data", "env", "evaluate",
-    "explain", "labels", "localization", "metrics", "models", "papers", "plots", "provenance",
-    "runs", "scorecard", "synth", "train",
+    "atomic",
+    "book",
+    "chapter_page",
+    "chapters",
+    "claims",
+    "cli",
+    "data",
+    "env",
+    "evaluate",
+    "explain",
+    "labels",
+    "localization",
+    "metrics",
+    "models",
+    "papers",
+    "plots",
+    "provenance",
+    "runs",
+    "scorecard",
+    "synth",
+    "train",
 }
 
 

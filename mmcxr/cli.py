@@ -10,7 +10,9 @@ def _shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--shard must look like i/n (e.g. 0/4), got {text!r}"
+        ) from None
     if not (n >= 1 and 0 <= i < n):
         raise argparse.ArgumentTypeError(f"--shard {text!r}: need 0 <= i < n")
     return i, n
@@ -43,13 +45,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "synth":
         from mmcxr.synth import generate
 
-        generate(args.format, args.out_dir, n=args.n, seed=args.seed,
-                 image_size=args.image_size, workers=args.workers)
+        generate(
+            args.format,
+            args.out_dir,
+            n=args.n,
+            seed=args.seed,
+            image_size=args.image_size,
+            workers=args.workers,
+        )
     elif args.command == "prepare":
         from mmcxr.data import prepare
 
-        prepare(args.format, args.data_root, args.cache_dir, size=args.size,
-                workers=args.workers, shard=args.shard)
+        prepare(
+            args.format,
+            args.data_root,
+            args.cache_dir,
+            size=args.size,
+            workers=args.workers,
+            shard=args.shard,
+        )
     return 0
 
 

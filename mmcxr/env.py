@@ -18,8 +18,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded at ru
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 KEY_PACKAGES = (
-    "torch", "monai", "transformers", "tokenizers", "pydicom", "scikit-learn", "captum",
-    "gensim", "accelerate", "numpy", "pandas", "matplotlib", "papermill",
+    "torch",
+    "monai",
+    "transformers",
+    "tokenizers",
+    "pydicom",
+    "scikit-learn",
+    "captum",
+    "gensim",
+    "accelerate",
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "papermill",
 )
 
 
@@ -113,6 +124,7 @@ def capture_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
     when the only user globals are the parameters, so the list never has to be typed twice.
     """
     return {
-        k: v for k, v in namespace.items()
+        k: v
+        for k, v in namespace.items()
         if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, _LITERAL_TYPES)
     }

@@ -34,7 +34,11 @@ def test_smoke_run(slug: str, mmcxr_home: Path, tmp_path: Path):
     params["output_dir"] = str(tmp_path / "out")
     t0 = time.time()
     pm.execute_notebook(
-        str(ROOT / "notebooks" / f"{slug}.ipynb"), str(tmp_path / f"{slug}.ipynb"),
-        parameters=params, kernel_name="mmcxr", cwd=str(ROOT / "notebooks"), progress_bar=False,
+        str(ROOT / "notebooks" / f"{slug}.ipynb"),
+        str(tmp_path / f"{slug}.ipynb"),
+        parameters=params,
+        kernel_name="mmcxr",
+        cwd=str(ROOT / "notebooks"),
+        progress_bar=False,
     )
     print(f"{slug}: smoke run {time.time() - t0:.1f} s")

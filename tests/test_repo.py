@@ -19,8 +19,20 @@ SLUGS = [p.stem for p in NOTEBOOKS]
 
 
 def test_top_level_layout():
-    for name in ["book", "notebooks", "mmcxr", "environment.yml", "_config.yml", "_toc.yml",
-                 "tests", "README.md", "pyproject.toml", "Makefile", "bench", ".ci/run"]:
+    for name in [
+        "book",
+        "notebooks",
+        "mmcxr",
+        "environment.yml",
+        "_config.yml",
+        "_toc.yml",
+        "tests",
+        "README.md",
+        "pyproject.toml",
+        "Makefile",
+        "bench",
+        ".ci/run",
+    ]:
         assert (ROOT / name).exists(), name
 
 
@@ -59,8 +71,10 @@ def test_pair_in_sync_and_without_outputs(py: Path):
             assert cell.execution_count is None, f"{ipynb.name} has execution counts"
     a = jupytext.read(py)
     b = jupytext.read(ipynb)
-    cells = lambda nb: [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", [])))  # noqa: E731
-                        for c in nb.cells]
+    cells = lambda nb: [
+        (c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", [])))  # noqa: E731
+        for c in nb.cells
+    ]
     assert cells(a) == cells(b), f"{py.name} and {ipynb.name} differ: run `jupytext --sync`"
 
 
@@ -79,7 +93,8 @@ def test_parameters_cell_holds_literals(py: Path):
     inspected = set(pm.inspect_notebook(str(py.with_suffix(".ipynb"))))
     assert names == inspected, (
         f"{py.name}: papermill cannot parse {sorted(names - inspected)} "
-        "(keep parameter comments free of '=')")
+        "(keep parameter comments free of '=')"
+    )
 
 
 @pytest.mark.parametrize("slug", SLUGS)

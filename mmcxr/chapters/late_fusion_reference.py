@@ -39,20 +39,31 @@ COHORT = {"pneumonia": 2323, "no_finding": 21790, "subsampled_negative": 6969}
 
 # Training recipe of section 2.3 (the `full` profile).
 RECIPE = {
-    "batch_size": 64, "lr": 1e-4, "schedule": "linear", "patience": 3, "max_epochs": 15,
-    "image_size": 256, "frozen": ("conv1", "layer1", "layer2"), "proj_dim": 256,
+    "batch_size": 64,
+    "lr": 1e-4,
+    "schedule": "linear",
+    "patience": 3,
+    "max_epochs": 15,
+    "image_size": 256,
+    "frozen": ("conv1", "layer1", "layer2"),
+    "proj_dim": 256,
     "focal": {"full": {"alpha": 0.85, "gamma": 1.5}, "75": {"alpha": 0.95, "gamma": 2.0}},
 }
 
 
 def results_table() -> pd.DataFrame:
     """The paper's Figures 2-4 as one tidy table (one row per model/dataset/loss)."""
-    rows = [dict(zip(("model", "dataset", "loss"), k, strict=True))
-            | dict(zip(METRICS, v, strict=True)) for k, v in RESULTS.items()]
+    rows = [
+        dict(zip(("model", "dataset", "loss"), k, strict=True)) | dict(zip(METRICS, v, strict=True))
+        for k, v in RESULTS.items()
+    ]
     return pd.DataFrame(rows)
 
 
 def sensitivity_table() -> pd.DataFrame:
-    rows = [dict(zip(("model", "dataset", "loss", "shuffled"), k, strict=True))
-            | dict(zip(METRICS, v, strict=True)) for k, v in SENSITIVITY.items()]
+    rows = [
+        dict(zip(("model", "dataset", "loss", "shuffled"), k, strict=True))
+        | dict(zip(METRICS, v, strict=True))
+        for k, v in SENSITIVITY.items()
+    ]
     return pd.DataFrame(rows)
