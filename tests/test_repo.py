@@ -60,6 +60,10 @@ def test_every_chapter_in_toc_has_a_notebook_and_profiles():
             assert (ROOT / "notebooks" / "params" / slug / f"{profile}.yaml").is_file()
 
 
+def _cells(nb) -> list:
+    return [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in nb.cells]
+
+
 @pytest.mark.parametrize("py", NOTEBOOKS, ids=SLUGS)
 def test_pair_in_sync_and_without_outputs(py: Path):
     ipynb = py.with_suffix(".ipynb")
@@ -71,11 +75,7 @@ def test_pair_in_sync_and_without_outputs(py: Path):
             assert cell.execution_count is None, f"{ipynb.name} has execution counts"
     a = jupytext.read(py)
     b = jupytext.read(ipynb)
-    cells = lambda nb: [
-        (c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", [])))  # noqa: E731
-        for c in nb.cells
-    ]
-    assert cells(a) == cells(b), f"{py.name} and {ipynb.name} differ: run `jupytext --sync`"
+    assert _cells(a) == _cells(b), f"{py.name} and {ipynb.name} differ: run `jupytext --sync`"
 
 
 @pytest.mark.parametrize("py", NOTEBOOKS, ids=SLUGS)
