@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmcxr.synth.cohort import PlannedFinding, StudyPlan
+from mmcxr.synth.labels import FINDING_LABELS
 
 _SIDE_ADJ = {"right": "right", "left": "left", "bilateral": "bilateral"}
 
@@ -559,22 +560,11 @@ def compose_report(
         raise ValueError(f"style must be 'mimic' or 'openi', got {style!r}")
     w = _Words(rng)
     reported = study.reported()
+    # every finding a report may call absent (devices are described, never negated)
     absent = {
         lab
-        for lab in (
-            "Atelectasis",
-            "Cardiomegaly",
-            "Consolidation",
-            "Edema",
-            "Enlarged Cardiomediastinum",
-            "Fracture",
-            "Lung Lesion",
-            "Lung Opacity",
-            "Pleural Effusion",
-            "Pleural Other",
-            "Pneumonia",
-            "Pneumothorax",
-        )
+        for lab in FINDING_LABELS
+        if lab != "Support Devices"
         if not any(f.label == lab for f in reported)
     }
     followup = study.prior_study_id is not None
