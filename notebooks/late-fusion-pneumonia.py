@@ -141,7 +141,8 @@ cohort.split_counts()
 
 # %%
 cache_dir = lf.image_cache_dir(out, cohort, image_size)
-data.prepare(data_format, root, cache_dir, size=image_size, table=cohort.table[["dicom_id", "path"]])
+data.prepare(data_format, root, cache_dir, size=image_size, table=cohort.table[["dicom_id", "path"]],
+             overwrite="stale")
 cache = data.ImageCache(cache_dir)
 examples = cohort.table.groupby("label").head(4).sort_values("label", ascending=False)
 mmcxr.plots.plot_image_grid(

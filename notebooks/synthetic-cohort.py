@@ -593,7 +593,8 @@ sample = (
 )
 sample = sample.sort_values(["subject_id", "study_id", "dicom_id"]).reset_index(drop=True)
 cache_dir = sc.cache_dir_for(out, sample["dicom_id"], cache_size)
-data.prepare(data_format, root, cache_dir, size=cache_size, table=sample[["dicom_id", "path"]])
+data.prepare(data_format, root, cache_dir, size=cache_size, table=sample[["dicom_id", "path"]],
+             overwrite="stale")
 cache = data.ImageCache(cache_dir)
 print(sc.tree_listing(cache_dir))
 pd.Series(

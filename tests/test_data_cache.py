@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import mmcxr.data.cache as cache_mod
 from mmcxr.cli import main as cli_main
 from mmcxr.data import (
     CacheError,
+    DataWarning,
     ImageCache,
     ImageDecodeError,
     MultimodalDataset,
@@ -171,6 +173,24 @@ def test_stale_source_is_reported(tmp_path, mimic_tree):
         prepare("mimic-cxr", root, d, size=SIZE, workers=0, progress=False)
     prepare("mimic-cxr", root, d, size=SIZE, workers=0, overwrite=True, progress=False)
     assert ImageCache(d).stale().empty
+
+
+def test_overwrite_stale_rebuilds_only_a_stale_cache(tmp_path, mimic_tree):
+    root, truth = mimic_tree
+    d = prepare("mimic-cxr", root, tmp_path / "c", size=SIZE, workers=0, progress=False)
+    manifest = (d / "manifest.json").read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a valid cache is kept, silently
+        prepare("mimic-cxr", root, d, size=SIZE, workers=0, overwrite="stale", progress=False)
+    assert (d / "manifest.json").read_bytes() == manifest
+    src = truth.path.iloc[1]
+    st = os.stat(src)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.warns(DataWarning, match="rebuilding the image cache: .*stale: 1 source"):
+        prepare("mimic-cxr", root, d, size=SIZE, workers=0, overwrite="stale", progress=False)
+    assert ImageCache(d).stale().empty
+    with pytest.raises(ValueError, match="overwrite must be"):
+        prepare("mimic-cxr", root, d, size=SIZE, workers=0, overwrite="yes", progress=False)
 
 
 def test_not_a_cache(tmp_path):

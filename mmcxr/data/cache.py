@@ -32,6 +32,7 @@ import multiprocessing as mp
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mmcxr import atomic
-from mmcxr.data.errors import CacheError, MissingFileError, SchemaError
+from mmcxr.data.errors import CacheError, DataWarning, MissingFileError, SchemaError
 from mmcxr.data.images import SquareGeometry, decode_image, square_geometry, to_uint8
 
 __all__ = [
@@ -220,7 +221,7 @@ def prepare(
     table: pd.DataFrame | None = None,
     *,
     chunk_size: int = 16,
-    overwrite: bool = False,
+    overwrite: bool | str = False,
     progress: bool = True,
 ) -> Path:
     """Build (or resume, or add a shard to) the image cache of a release or a cohort.
@@ -231,8 +232,23 @@ def prepare(
     ``row % n == i`` only; the call that finds every row done finalises the cache. Rerunning
     skips rows already done. A cache built with other settings or from since-modified
     sources raises :class:`CacheError` unless ``overwrite=True`` (which deletes it first; do
-    not combine with shards running elsewhere).
+    not combine with shards running elsewhere). ``overwrite="stale"`` keeps a cache that is
+    still valid and rebuilds, with a warning, one that is not: what a re-executed chapter
+    wants after its cohort was regenerated.
     """
+    if overwrite == "stale":
+        kwargs = dict(chunk_size=chunk_size, progress=progress)
+        try:
+            return prepare(fmt, data_root, cache_dir, size, workers, shard, table, **kwargs)
+        except CacheError as err:
+            if shard not in (None, (0, 1)):
+                raise  # never delete a cache that shards elsewhere may be writing
+            warnings.warn(f"rebuilding the image cache: {err}", DataWarning, stacklevel=2)
+            return prepare(
+                fmt, data_root, cache_dir, size, workers, shard, table, overwrite=True, **kwargs
+            )
+    if overwrite not in (True, False):
+        raise ValueError(f"overwrite must be True, False or 'stale', got {overwrite!r}")
     d = Path(cache_dir).expanduser().resolve()
     if size < 8:
         raise ValueError(f"size must be >= 8, got {size}")
