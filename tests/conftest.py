@@ -20,22 +20,9 @@ from pydicom.uid import (
     generate_uid,
 )
 
-CHEXPERT = [
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Enlarged Cardiomediastinum",
-    "Fracture",
-    "Lung Lesion",
-    "Lung Opacity",
-    "No Finding",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Pneumonia",
-    "Pneumothorax",
-    "Support Devices",
-]
+from mmcxr.labels import CHEXPERT_LABELS
+
+CHEXPERT = CHEXPERT_LABELS  # the release's column order
 
 
 def _code(meaning: str) -> Dataset:
