@@ -470,3 +470,15 @@ def imagenome_tree(tmp_path):
     ]
     build_imagenome_tree(root, ids)
     return root, ids
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The tests' models and tensors are tiny: intra-op threads only spin against each other
+    and against the notebook kernels on a 2-core machine, slowing each step several-fold."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,15 +9,6 @@ import torch
 from mmcxr.models import KimCNN, build_classifier, image_encoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small CPU tensors: intra-op threads only spin against other processes on 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _batch(b=4, size=32, seq=10, vocab=40):
     g = torch.Generator().manual_seed(0)
     return {

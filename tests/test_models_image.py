@@ -17,16 +17,6 @@ from mmcxr.models import (
     torchvision_densenet_key,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small CPU tensors: intra-op threads only spin against other processes on 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 EXPECTED_DIM = {
     "resnet50": 2048,
     "resnet34": 512,

@@ -20,16 +20,6 @@ from mmcxr.models import (
     train_wordpiece,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small CPU tensors: intra-op threads only spin against other processes on 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 CORPUS = [
     "No acute cardiopulmonary process.",
     "Right lower lobe consolidation concerning for pneumonia.",

@@ -33,30 +33,19 @@ SECTION = re.compile(r"\n ([A-Z ()/,-]+):\s")
 LABEL_COLS = ["subject_id", "study_id", *CHEXPERT_LABELS]
 
 
+def _small(tmp_path_factory, fmt: str) -> Path:
+    out = tmp_path_factory.mktemp(fmt) / fmt
+    return generate(fmt, out, n=N, seed=SEED, image_size=PX, workers=1, progress=False)
+
+
 @pytest.fixture(scope="module")
 def mimic(tmp_path_factory) -> Path:
-    return generate(
-        "mimic-cxr",
-        tmp_path_factory.mktemp("m") / "mimic-cxr",
-        n=N,
-        seed=SEED,
-        image_size=PX,
-        workers=1,
-        progress=False,
-    )
+    return _small(tmp_path_factory, "mimic-cxr")
 
 
 @pytest.fixture(scope="module")
 def jpg(tmp_path_factory) -> Path:
-    return generate(
-        "mimic-cxr-jpg",
-        tmp_path_factory.mktemp("j") / "jpg",
-        n=N,
-        seed=SEED,
-        image_size=PX,
-        workers=1,
-        progress=False,
-    )
+    return _small(tmp_path_factory, "mimic-cxr-jpg")
 
 
 @pytest.fixture(scope="module")

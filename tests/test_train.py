@@ -15,16 +15,6 @@ from mmcxr.runs import RunStore, fingerprint_table, run_key
 from mmcxr.train import History, fit, predict, seed_everything
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the
-    spinning threads slow each step several-fold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class ToyDataset(Dataset):
     """Items shaped like ``MultimodalDataset``'s. Positives carry a bright square in the image
     and token 1 at position 4 of the text (planted, so a model can learn them)."""

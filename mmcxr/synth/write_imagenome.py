@@ -111,23 +111,10 @@ def scene_graph(
     boxes: dict[str, tuple[int, int, int, int]] = info["anatomy_boxes"]
     objects = []
     for name in sorted(boxes):
-        b = tuple(int(v) for v in boxes[name])
-        c = to_224(b, rows, cols)
         objects.append(
             {
                 "object_id": f"{dicom_id}_{name}",
-                "x1": c[0],
-                "y1": c[1],
-                "x2": c[2],
-                "y2": c[3],
-                "width": c[2] - c[0],
-                "height": c[3] - c[1],
-                "original_x1": b[0],
-                "original_y1": b[1],
-                "original_x2": b[2],
-                "original_y2": b[3],
-                "original_width": b[2] - b[0],
-                "original_height": b[3] - b[1],
+                **_box_fields(boxes[name], rows, cols),
                 "bbox_name": name,
                 "synsets": [],
                 "name": name.capitalize(),
@@ -312,29 +299,39 @@ def write_imagenome(
     return gold
 
 
+def _box_fields(box, rows: int, cols: int) -> dict[str, int]:
+    """A box's coordinates as Chest ImaGenome spells them: 224-space and original pixels."""
+    b = tuple(int(v) for v in box)
+    c = to_224(b, rows, cols)
+    return {
+        "x1": c[0],
+        "y1": c[1],
+        "x2": c[2],
+        "y2": c[3],
+        "width": c[2] - c[0],
+        "height": c[3] - c[1],
+        "original_x1": b[0],
+        "original_y1": b[1],
+        "original_x2": b[2],
+        "original_y2": b[3],
+        "original_width": b[2] - b[0],
+        "original_height": b[3] - b[1],
+    }
+
+
 def _gold_boxes(dicom_id: str, info: dict) -> list[dict]:
     rows, cols = info["rows"], info["columns"]
     out = []
     for j, name in enumerate(sorted(info["anatomy_boxes"])):
-        b = tuple(int(v) for v in info["anatomy_boxes"][name])
-        c = to_224(b, rows, cols)
+        f = _box_fields(info["anatomy_boxes"][name], rows, cols)
+        c = [f[k] for k in ("x1", "y1", "x2", "y2")]
+        b = [f[f"original_{k}"] for k in ("x1", "y1", "x2", "y2")]
         out.append(
             {
                 "image_id": f"{dicom_id}.dcm",
-                "x1": c[0],
-                "y1": c[1],
-                "x2": c[2],
-                "y2": c[3],
-                "width": c[2] - c[0],
-                "height": c[3] - c[1],
+                **f,
                 "bbox_name": name,
                 "annot_id": f"{dicom_id}|{j}",
-                "original_x1": b[0],
-                "original_x2": b[2],
-                "original_y1": b[1],
-                "original_y2": b[3],
-                "original_width": b[2] - b[0],
-                "original_height": b[3] - b[1],
                 "annotator": "synthetic",
                 "coord224": f"[{c[0]}, {c[1]}, {c[2]}, {c[3]}]",
                 "coord_original": f"[{b[0]}, {b[1]}, {b[2]}, {b[3]}]",
