@@ -1037,6 +1037,14 @@ def headline(
                 except _Missing:
                     value = math.nan
                 out[f"multimodal_{dataset}_{loss}_{shuffled}_shuffled_auroc"] = value
+    # the paper's own numbers quoted beside ours, from the reference tables
+    for (model, dataset, loss), values in reference.RESULTS.items():
+        for metric, value in zip(METRICS, values, strict=True):
+            out[f"paper_{model}_{dataset}_{loss}_{metric}"] = value
+    for (model, dataset, loss, shuffled), values in reference.SENSITIVITY.items():
+        if shuffled != "none":
+            auroc = values[METRICS.index("auroc")]
+            out[f"paper_{model}_{dataset}_{loss}_{shuffled}_shuffled_auroc"] = auroc
     return out
 
 
