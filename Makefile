@@ -10,7 +10,18 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: env data chapters scorecard book test lint format clean distclean
+.PHONY: env data chapters scorecard book test test-fast lint format publish publish-check \
+        clean distclean
+
+## What the built book links to (README, "Publishing"): set BOOK_REPO_URL (and a launch
+## service) and `make book` builds with a copy of _config.yml that names them; left empty,
+## the book builds offline from _config.yml as it is.
+BOOK_REPO_URL       ?=
+BOOK_REPO_BRANCH    ?= main
+BOOK_BINDERHUB_URL  ?=
+BOOK_JUPYTERHUB_URL ?=
+BOOK_CONFIG         := _build/config/_config.yml
+BOOK_OVERRIDES      := $(strip $(BOOK_REPO_URL)$(BOOK_BINDERHUB_URL)$(BOOK_JUPYTERHUB_URL))
 
 env: $(STAMP)
 
@@ -38,10 +49,31 @@ scorecard: chapters
 ## Chapters executed on credentialed data are refused; LOCAL_ONLY=1 builds them into
 ## _build/local-only/ instead, which must never be published.
 book: chapters
-	$(BIN)/python -m mmcxr.book build $(if $(LOCAL_ONLY),--local-only)
+ifneq ($(BOOK_OVERRIDES),)
+	$(BIN)/python -m mmcxr.publish --write-config $(BOOK_CONFIG) --repo-url "$(BOOK_REPO_URL)" \
+	    --repo-branch "$(BOOK_REPO_BRANCH)" --binderhub-url "$(BOOK_BINDERHUB_URL)" \
+	    --jupyterhub-url "$(BOOK_JUPYTERHUB_URL)"
+endif
+	$(BIN)/python -m mmcxr.book build $(if $(LOCAL_ONLY),--local-only) \
+	    $(if $(BOOK_OVERRIDES),--config $(BOOK_CONFIG))
 
+## push _build/html to the gh-pages branch of REMOTE (a git URL, or a remote's name such as
+## origin) with ghp-import; refused, with nothing pushed, when REMOTE is empty, the book is not
+## built, or any published chapter was executed on credentialed data (mmcxr/publish.py)
+publish: env
+	$(BIN)/python -m mmcxr.publish --remote "$(REMOTE)"
+
+## the publishing guard alone, on _build/html (CI runs it before deploying to GitHub Pages)
+publish-check: env
+	$(BIN)/python -m mmcxr.publish --check
+
+## every test: the unit tier, the end-to-end `slow` tier and the `browser` tier
 test: env
 	$(BIN)/python -m pytest
+
+## the unit tier only (under 2 minutes on 2 cores): neither `slow` nor `browser` tests
+test-fast: env
+	$(BIN)/python -m pytest -m "not slow and not browser"
 
 lint: env
 	$(BIN)/ruff check .

@@ -12,9 +12,10 @@ sidecars, and every executed chapter is checked for credentialed data (see
 :mod:`mmcxr.provenance`): such a book is built only with ``--local-only``, and then only
 into ``_build/local-only/``, never into the publishable ``_build/html``.
 
-This module is also what chapters import: ``mmcxr.book.chapter_header``, ``glue_value``,
-``exercises``, ``record_provenance``, ``write_claims`` and ``validate_claims`` are
-re-exported here so that a notebook needs one import.
+Chapters never import this module (they call :mod:`mmcxr.chapter_page`); the profiles both
+read are in :mod:`mmcxr.profiles`. The executor tells a chapter which profile it runs under
+through its ``profile`` parameter, and hides the parameters cells in the executed notebook
+(the chapter opening lists every parameter once, folded).
 
 Usage: ``python -m mmcxr.book {data,execute,scorecard,check,build} [--only SLUG ...]
 [--force] [--profile P] [-p NAME VALUE ...] [--local-only]``.
@@ -36,32 +37,15 @@ import yaml
 
 from mmcxr import env, provenance
 from mmcxr.atomic import write_text
-from mmcxr.chapter_page import (  # noqa: F401  (re-exported for the notebooks)
-    Exercise,
-    chapter_header,
-    exercises,
-    exercises_markdown,
-    glue_value,
-    header_markdown,
+from mmcxr.profiles import (
+    PROFILES,
+    literal,
+    notebook_path,
+    profile_parameters,
+    resolved_parameters,
+    root,
 )
-from mmcxr.claims import (  # noqa: F401
-    ClaimsError,
-    read_claims,
-    show_claims,
-    validate_claims,
-    write_claims,
-)
-from mmcxr.provenance import record_provenance  # noqa: F401
 from mmcxr.scorecard import load_result, write_scorecard
-
-PROFILES = ("smoke", "book", "full")
-
-
-def root() -> Path:
-    r = env.repo_root()
-    if r is None:
-        raise RuntimeError("mmcxr.book works from a checkout of the repository (pip install -e .)")
-    return r
 
 
 def chapters() -> list[str]:
@@ -74,44 +58,6 @@ def chapters() -> list[str]:
             if f.startswith("book/chapters/"):
                 slugs.append(f.removeprefix("book/chapters/"))
     return slugs
-
-
-def notebook_path(slug: str) -> Path:
-    return root() / "notebooks" / f"{slug}.ipynb"
-
-
-def profile_parameters(slug: str, profile: str = "book") -> dict[str, Any]:
-    """The parameter overrides of a profile (``book`` = the notebook's own defaults)."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    if profile == "book":
-        return {}
-    f = root() / "notebooks" / "params" / slug / f"{profile}.yaml"
-    if not f.is_file():
-        raise FileNotFoundError(f"{f}: no {profile!r} parameter file for chapter {slug!r}")
-    return yaml.safe_load(f.read_text()) or {}
-
-
-def default_parameters(slug: str) -> dict[str, Any]:
-    import papermill as pm
-
-    return {k: v["default"] for k, v in pm.inspect_notebook(str(notebook_path(slug))).items()}
-
-
-def _literal(text: str) -> Any:
-    import ast
-
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def resolved_parameters(slug: str, profile: str = "book", **overrides: Any) -> dict[str, Any]:
-    params = {k: _literal(v) for k, v in default_parameters(slug).items()}
-    params.update(profile_parameters(slug, profile))
-    params.update(overrides)
-    return params
 
 
 def _hash_files(paths: list[Path], base: Path) -> str:
@@ -228,7 +174,7 @@ def execute(slug: str, profile: str = "book", force: bool = False, **overrides: 
         pm.execute_notebook(
             str(notebook_path(slug)),
             str(tmp),
-            parameters={**profile_parameters(slug, profile), **overrides},
+            parameters={**profile_parameters(slug, profile), "profile": profile, **overrides},
             kernel_name="mmcxr",
             cwd=str(root() / "notebooks"),
             progress_bar=True,
@@ -245,6 +191,7 @@ def execute(slug: str, profile: str = "book", force: bool = False, **overrides: 
             os.environ.pop("TQDM_DISABLE", None)
         else:
             os.environ["TQDM_DISABLE"] = saved_tqdm
+    _hide_parameter_cells(tmp)
     os.replace(tmp, out)
     finished = time.time()
     data, sources = _data_record(out, slug)
@@ -268,6 +215,22 @@ def execute(slug: str, profile: str = "book", force: bool = False, **overrides: 
         },
     )
     return out
+
+
+#: Tags of the cells holding the parameters: the notebook's own and the one papermill injects.
+PARAMETER_TAGS = ("parameters", "injected-parameters")
+
+
+def _hide_parameter_cells(path: Path) -> None:
+    """Tag the parameters cells ``remove-cell``: the chapter opening lists every parameter."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for c in nb.cells:
+        tags = c.metadata.get("tags", [])
+        if any(t in tags for t in PARAMETER_TAGS) and "remove-cell" not in tags:
+            c.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, path)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -373,7 +336,7 @@ def _jupyter_book(args: list[str]) -> int:
 
 
 def _overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
-    return {name: _literal(value) for name, value in pairs or []}
+    return {name: literal(value) for name, value in pairs or []}
 
 
 def main(argv: list[str] | None = None) -> int:

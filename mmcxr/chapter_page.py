@@ -1,7 +1,10 @@
-"""What a chapter shows of itself: its opening, its glued numbers, its exercises.
+"""What a chapter calls to show itself: its opening, its method's code, its glued numbers,
+its exercises.
 
-Every chapter opens the same way (the paper, what is reproduced, the parameters in force,
-how to re-run it) and the text comes from the registry in :mod:`mmcxr.papers`, so it is
+This is the notebooks' side of the book. :mod:`mmcxr.book`, the tool that executes chapters
+and builds the book, and this module never import each other: both read the profiles from
+:mod:`mmcxr.profiles`. Every chapter opens the same way (the paper, what is
+reproduced, how to re-run it, the run's parameters and environment folded away) and the text comes from the registry in :mod:`mmcxr.papers`, so it is
 written once and cannot drift from the scorecard. The functions here display Markdown in
 the executed notebook; Jupyter Book renders it with the page (``nb_render_markdown_format:
 myst``), so tables and admonitions in it work.
@@ -11,14 +14,16 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import yaml
 
-from mmcxr import papers
+from mmcxr import papers, profiles
 from mmcxr.claims import cell
+from mmcxr.params import Param, validate
 from mmcxr.provenance import record_provenance
 
 _GLUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -34,28 +39,6 @@ def _code(value: Any) -> str:
     return f"`{cell(repr(value))}`"
 
 
-def infer_profile(slug: str, params: dict[str, Any]) -> str:
-    """Which profile these parameters are: ``book``, ``smoke``, ``full``, else ``custom``.
-
-    Worked out by comparison with the profile files rather than passed in, so a run made by
-    hand with ``papermill -f params/<slug>/full.yaml`` is named correctly too. ``unknown``
-    outside a checkout, where the profile files are not at hand.
-    """
-    from mmcxr import book
-
-    where = {"output_dir", "device"}  # where a run goes and runs, not what it computes
-    try:
-        for profile in ("book", "smoke", "full"):
-            expected = {
-                k: v for k, v in book.resolved_parameters(slug, profile).items() if k not in where
-            }
-            if {k: params.get(k) for k in expected} == expected:
-                return profile
-    except (RuntimeError, FileNotFoundError):
-        return "unknown"
-    return "custom"
-
-
 def rerun_commands(slug: str) -> str:
     """The three papermill command lines: this book's run, paper scale, real data."""
     ch = papers.chapter(slug)
@@ -68,15 +51,21 @@ def rerun_commands(slug: str) -> str:
             "# this page: the book profile (the notebook's defaults)",
             f"papermill {nb} out.ipynb -k mmcxr",
             "# the paper's scale: the full profile, meant for a GPU",
-            f"papermill {nb} out.ipynb -k mmcxr -f params/{slug}/full.yaml",
+            f"papermill {nb} out.ipynb -k mmcxr -f params/{slug}/full.yaml -p profile full",
             "# real data: the unchanged release, at its root",
             f"papermill {nb} out.ipynb -k mmcxr -p data_root {real_root}",
         ]
     )
 
 
-def header_markdown(slug: str, params: dict[str, Any]) -> str:
-    """The chapter opening as MyST Markdown (see :func:`chapter_header`)."""
+def header_markdown(
+    slug: str, params: dict[str, Any], environment: dict[str, Any] | None = None
+) -> str:
+    """The chapter opening as MyST Markdown (see :func:`open_chapter`).
+
+    The parameters appear here once, folded with the run's environment into one collapsed
+    ``<details>`` block (HTML, so it folds in JupyterLab and in the book alike).
+    """
     ch = papers.chapter(slug)
     parts = []
     if ch.paper_file:
@@ -93,9 +82,7 @@ def header_markdown(slug: str, params: dict[str, Any]) -> str:
     parts += ["", "**What this chapter reproduces**", ""]
     parts += [f"- {item}" for item in ch.reproduces]
     parts += ["", _data_line(ch, params), ""]
-    parts += _parameter_table(slug, params)
     parts += [
-        "",
         "**Re-running it.** Download this notebook with the download button at the top of the "
         "page (or use the copy in the repository's `notebooks/`), then:",
         "",
@@ -105,7 +92,9 @@ def header_markdown(slug: str, params: dict[str, Any]) -> str:
         "",
         f"Through the book's cache instead: `python -m mmcxr.book execute --only {slug} "
         "--profile full` (add `-p data_root <root>` for real data).",
+        "",
     ]
+    parts += _run_details(slug, params, environment or {})
     if any(ds.credentialed for f in ch.formats if (ds := papers.dataset(f))):
         parts += [
             "",
@@ -126,15 +115,14 @@ def _data_line(ch: papers.Chapter, params: dict[str, Any]) -> str:
     return f"**Data.** {names} format; this run read {where}."
 
 
-def _parameter_table(slug: str, params: dict[str, Any]) -> list[str]:
-    from mmcxr import book
-
-    try:
-        defaults = book.resolved_parameters(slug, "book")
-    except (RuntimeError, FileNotFoundError):
-        defaults = {}
+def _run_details(slug: str, params: dict[str, Any], environment: dict[str, Any]) -> list[str]:
+    """One collapsed block: the run's environment and every parameter beside its default."""
+    defaults = profiles.all_profiles(slug).get("book", {})
+    profile = params.get("profile", profiles.CUSTOM)
     rows = [
-        f"**Parameters in force** (profile: `{infer_profile(slug, params)}`)",
+        "<details>",
+        f"<summary>This run: profile <code>{profile}</code>, {len(params)} parameters, "
+        "versions and device</summary>",
         "",
         "| parameter | value | book default |",
         "|---|---|---|",
@@ -143,22 +131,94 @@ def _parameter_table(slug: str, params: dict[str, Any]) -> list[str]:
         default = _code(defaults[name]) if name in defaults else "-"
         mark = "" if name not in defaults or defaults[name] == value else " (changed)"
         rows.append(f"| `{name}` | {_code(value)}{mark} | {default} |")
+    if environment:
+        rows += ["", "| environment | |", "|---|---|"]
+        for key, value in environment.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in value.items())
+            rows.append(f"| {key} | {cell(str(value))} |")
+    rows += ["", "</details>"]
     return rows
 
 
-def chapter_header(slug: str, params: dict[str, Any]) -> None:
-    """Display the chapter opening and record, hidden, which data roots this run reads.
+def profile_table(slug: str, params: dict[str, Any]) -> pd.DataFrame:
+    """The parameters on which the ``smoke``, ``book`` and ``full`` profiles (or this run)
+    differ, read from the notebook and its profile files, beside the values of this run."""
+    shipped = profiles.all_profiles(slug)
+    ignore = {"profile"}
+    keys = [
+        k
+        for k in (shipped.get("book") or params)
+        if k not in ignore
+        and (
+            not shipped
+            or len({repr(v.get(k)) for v in shipped.values()} | {repr(params.get(k))}) > 1
+        )
+    ]
+    rows = {k: {**{p: shipped[p].get(k) for p in shipped}, "this run": params.get(k)} for k in keys}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "parameter"
+    return table.map(repr)
 
-    Call it in the first code cell, after ``PARAMS = env.capture_parameters(globals())``.
-    Every ``*_root`` parameter is recorded (``data_root`` with the chapter's primary format)
-    so that the book can refuse to publish a run on credentialed data.
+
+def open_chapter(
+    slug: str, namespace: dict[str, Any], spec: Mapping[str, Param] | None = None
+) -> dict[str, Any]:
+    """Start a chapter: check its parameters, record its data, display its opening.
+
+    Call it in the first code cell as ``PARAMS = open_chapter(SLUG, globals(), SPEC)``:
+    the parameters are the notebook's literal globals so far (:func:`mmcxr.env.capture_parameters`);
+    with a ``spec`` they are validated (:func:`mmcxr.params.validate`) and text given for a
+    list or number is read as YAML *in the notebook's namespace too*, so the cells below see
+    the checked values. Every ``*_root`` parameter is recorded (``data_root`` with the
+    chapter's primary format) so that the book can refuse to publish credentialed data.
     """
+    from mmcxr import env
+
+    params = env.capture_parameters(namespace)
+    if spec is not None:
+        params = validate(params, spec, where=slug)
+        namespace.update(params)
     ch = papers.chapter(slug)
     fmt = params.get("data_format", ch.primary_format)
     for name, value in params.items():
         if name.endswith("_root") and (value is not None or name == "data_root"):
             record_provenance(value, fmt if name == "data_root" else None)
-    _display_markdown(header_markdown(slug, params))
+    environment = env.environment(params.get("device", "auto"))
+    _display_markdown(header_markdown(slug, params, environment))
+    return params
+
+
+def source_markdown(*objects: Any) -> str:
+    """The source of classes or functions of ``mmcxr`` as Markdown code blocks, each headed
+    by its file and line range, so the page shows the code that ran, never a copy of it."""
+    import inspect
+    import textwrap
+    from pathlib import Path
+
+    import mmcxr
+
+    base = Path(mmcxr.__file__).resolve().parents[1]
+    parts = []
+    for obj in objects:
+        lines, start = inspect.getsourcelines(obj)
+        path = Path(inspect.getsourcefile(obj) or "?").resolve()
+        where = path.relative_to(base) if path.is_relative_to(base) else path.name
+        name = f"{obj.__module__}.{obj.__qualname__}"
+        parts += [
+            f"`{name}`, from `{where}` lines {start}-{start + len(lines) - 1}:",
+            "",
+            "```python",
+            textwrap.dedent("".join(lines)).rstrip(),
+            "```",
+            "",
+        ]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def show_source(*objects: Any) -> None:
+    """Display the source of the method's own code (:func:`source_markdown`)."""
+    _display_markdown(source_markdown(*objects))
 
 
 def glue_value(name: str, value: Any, fmt: str | None = None, display: bool = False) -> None:

@@ -14,10 +14,15 @@ Unknown keys are refused so that a typo (``"hold"``) cannot silently drop a verd
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from mmcxr.atomic import write_text
 
@@ -128,8 +133,24 @@ def read_claims(path: str | os.PathLike) -> dict[str, Any]:
     return validate_claims(obj, str(p))
 
 
+#: ``holds`` -> (badge kind, words). Verdicts are words in a coloured badge styled by
+#: book/_static/mmcxr.css, not emoji: without a colour-emoji font (headless Chromium on a
+#: server) an emoji renders as an empty box.
+VERDICTS: dict[bool | None, tuple[str, str]] = {
+    True: ("holds", "holds"),
+    False: ("fails", "does not hold"),
+    None: ("untested", "not testable here"),
+}
+
+
+def badge(kind: str, text: str) -> str:
+    """Inline HTML for a verdict badge (``kind``: holds, fails, untested or problem)."""
+    return f'<span class="verdict verdict-{kind}">{text}</span>'
+
+
 def verdict(holds: bool | None) -> str:
-    return {True: "✅ holds", False: "❌ does not hold", None: "➖ not testable here"}[holds]
+    """The verdict badge of one claim, for a Markdown table cell."""
+    return badge(*VERDICTS[holds])
 
 
 def cell(text: Any) -> str:
@@ -155,3 +176,165 @@ def show_claims(record_or_path: dict[str, Any] | str | os.PathLike) -> None:
 
     record = record_or_path if isinstance(record_or_path, dict) else read_claims(record_or_path)
     display(Markdown(claims_markdown(validate_claims(record))))
+
+
+# --------------------------------------------------------------------------------------------
+# deciding claims on results tables
+#
+# A chapter writes each finding of its paper as a test on a results table (``ClaimSpec``),
+# and runs the same test on the paper's own numbers and on ours (``evaluate_claims``): a
+# claim that the paper's numbers do not pass is a claim mis-transcribed, and one that ours
+# do not pass is reported as failing, with the numbers that decide it.
+
+
+class Missing(LookupError):
+    """A claim needs a number the table lacks: it is left undecided (``holds: null``)."""
+
+
+@dataclass(frozen=True)
+class Number:
+    """A metric and, when the table has one, its bootstrap interval (printed with it)."""
+
+    x: float
+    lo: float | None = None
+    hi: float | None = None
+
+    def __str__(self) -> str:
+        if self.lo is None or self.hi is None or math.isnan(self.lo) or math.isnan(self.hi):
+            return f"{self.x:.4g}"  # a reported number: as many digits as papers print
+        return f"{self.x:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a claim holds on one table, and the numbers that decide it."""
+
+    holds: bool | None
+    evidence: str
+
+
+class ResultTable:
+    """Metrics of a tidy results table, looked up by its key columns.
+
+    One row per combination of ``keys`` (e.g. model, dataset, loss), a column per metric and
+    optionally ``<metric>_lo`` / ``<metric>_hi``. ``defaults`` fill keys a claim leaves out
+    (e.g. ``shuffled="none"``); ``name`` turns a key into the row's label for messages.
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        keys: Sequence[str],
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        name: Callable[..., str] | None = None,
+    ) -> None:
+        missing = [k for k in keys if k not in table.columns]
+        if missing:
+            raise ValueError(f"results table lacks key columns {missing}: {list(table.columns)}")
+        self.table, self.keys = table, tuple(keys)
+        self.defaults = dict(defaults or {})
+        self.name = name or (lambda **k: ", ".join(f"{a}={b}" for a, b in k.items()))
+
+    def _key(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        key = {**self.defaults, **given}
+        unknown, absent = set(key) - set(self.keys), set(self.keys) - set(key)
+        if unknown or absent:
+            raise ValueError(f"lookup keys: unknown {sorted(unknown)}, missing {sorted(absent)}")
+        return {k: key[k] for k in self.keys}
+
+    def value(self, metric: str, **key: Any) -> Number:
+        """The metric of the one row matching ``key``; :class:`Missing` if none or NaN."""
+        key = self._key(key)
+        mask = pd.Series(True, index=self.table.index)
+        for col, v in key.items():
+            mask &= self.table[col] == v
+        rows = self.table[mask]
+        if len(rows) == 0:
+            raise Missing(f"no run {self.name(**key)}")
+        if len(rows) > 1:
+            raise ValueError(f"the table holds {len(rows)} rows for {self.name(**key)}")
+        row = rows.iloc[0]
+        x = float(row[metric])
+        if math.isnan(x):
+            raise Missing(f"{metric} of {self.name(**key)} is undefined")
+        lo, hi = row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
+        return Number(x, None if lo is None else float(lo), None if hi is None else float(hi))
+
+    def combos(self, **fixed: Any) -> list[tuple[Any, ...]]:
+        """The distinct key tuples (in ``keys`` order) of the rows matching ``fixed``."""
+        t = self.table
+        for col, v in fixed.items():
+            t = t[t[col] == v]
+        if len(t) == 0:
+            raise Missing(f"no run with {fixed}")
+        return sorted({tuple(r) for r in t[list(self.keys)].itertuples(index=False)})
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One finding of a paper and the test that decides it on a :class:`ResultTable`."""
+
+    id: str
+    claim: str
+    test: Callable[[ResultTable, float], Verdict]
+
+
+def check_claim(spec: ClaimSpec, table: ResultTable, tol: float) -> Verdict:
+    """Run one claim's test; a number the claim needs but the table lacks gives ``None``."""
+    try:
+        return spec.test(table, tol)
+    except Missing as e:
+        return Verdict(None, f"not evaluated: {e}")
+
+
+def evaluate_claims(
+    specs: Sequence[ClaimSpec], ours: ResultTable, paper: ResultTable, *, tol: float
+) -> pd.DataFrame:
+    """Every claim decided on the paper's numbers and, with the same test, on ours.
+
+    Columns ``id, claim, paper_evidence, paper_holds, ours, holds``; ``tol`` is the margin
+    within which two metrics count as equal.
+    """
+    rows = []
+    for spec in specs:
+        p, o = check_claim(spec, paper, tol), check_claim(spec, ours, tol)
+        rows.append(
+            {
+                "id": spec.id,
+                "claim": spec.claim,
+                "paper_evidence": p.evidence,
+                "paper_holds": p.holds,
+                "ours": o.evidence,
+                "holds": o.holds,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def tally(claims: pd.DataFrame) -> dict[str, int]:
+    """How many claims there are, hold and fail (an undecided claim is neither)."""
+    holds = claims["holds"].tolist()
+    return {
+        "claims_total": len(holds),
+        "claims_hold": sum(h is True for h in holds),
+        "claims_fail": sum(h is False for h in holds),
+    }
+
+
+def claims_record(
+    claims: pd.DataFrame, *, chapter: str, paper: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The keyword arguments of :func:`write_claims` for one run: the profile the executor
+    passed in (``params["profile"]``) and the data source described from ``data_root``."""
+    from mmcxr import papers
+    from mmcxr.provenance import describe_source
+
+    fmt = params.get("data_format") or papers.chapter(chapter).primary_format
+    return {
+        "chapter": chapter,
+        "paper": paper,
+        "profile": params.get("profile", "custom"),
+        "data": describe_source(params.get("data_root"), str(fmt)),
+        "claims": claims[["id", "claim", "paper_evidence", "ours", "holds"]].to_dict("records"),
+    }

@@ -8,7 +8,6 @@ these back).
 from __future__ import annotations
 
 import importlib.metadata as md
-import json
 import os
 import platform
 from pathlib import Path
@@ -96,21 +95,18 @@ def _mmcxr_version() -> str:
     return __version__
 
 
-def report(params: dict[str, Any], device: str = "auto") -> dict[str, Any]:
-    """Print and return the run environment: versions, device, parameters in force."""
+def environment(device: str = "auto") -> dict[str, Any]:
+    """The run's environment: key package versions, device, GPU, CPU threads, platform."""
     import torch
 
     dev = resolve_device(device)
-    info = {
+    return {
         "versions": versions(),
         "device": dev,
         "gpu": torch.cuda.get_device_name(0) if dev.startswith("cuda") else None,
         "cpu_threads": torch.get_num_threads(),
         "platform": platform.platform(),
-        "parameters": params,
     }
-    print(json.dumps(info, indent=2, default=str))
-    return info
 
 
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}

@@ -184,3 +184,31 @@ def predictions_ci(
     else:
         out.index.name = by
     return out
+
+
+def shuffled_predictions(
+    model: Any,
+    test_ds: ShufflableDataset,
+    predict_fn: PredictFn,
+    *,
+    modalities: Sequence[str] = ("image", "text"),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The predictions behind the bimodal sensitivity test, kept whole: ``{"none": ...,
+    "<modality>": ...}``, each what ``predict_fn`` returned for the test set as is and with
+    that modality shuffled (``test_ds.shuffled(modality, seed)``, as
+    :func:`bimodal_sensitivity` scores them). A chapter stores these with its run and
+    computes every table, interval and figure from them later without the model.
+    """
+    out = {"none": predict_fn(model, test_ds)}
+    reference = _unpack(out["none"])[1]
+    for m in modalities:
+        if m not in ("image", "text"):
+            raise ValueError(f"modality must be 'image' or 'text', got {m!r}")
+        out[m] = predict_fn(model, test_ds.shuffled(m, seed))
+        if not np.array_equal(_unpack(out[m])[1], reference):
+            raise ValueError(
+                f"labels changed when the {m} modality was shuffled: shuffled() must "
+                "permute that modality only"
+            )
+    return out

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn import metrics as skm
 from tqdm.auto import tqdm
 
@@ -362,20 +363,6 @@ class BootstrapCI:
         return iter((self.point, self.lo, self.hi))
 
 
-def _resample_indices(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    for _ in range(n_boot):
-        yield rng.integers(0, n, size=n)
-
-
-def _percentiles(values: np.ndarray, alpha: float) -> tuple[float, float]:
-    ok = values[~np.isnan(values)]
-    if len(ok) == 0:
-        return math.nan, math.nan
-    lo, hi = np.percentile(ok, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return float(lo), float(hi)
-
-
 def _check_boot_args(n_boot: int, alpha: float) -> None:
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
@@ -390,6 +377,69 @@ def _quiet_call(fn: Callable[..., float], *args: object) -> float:
     return float(value)
 
 
+_BATCH_CELLS = 1 << 22
+"""Resampled case indices scipy may hold at once (``batch * n``; 32 MB of int64)."""
+
+
+def _bootstrap_distribution(
+    statistic: Callable[[np.ndarray], float | np.ndarray],
+    n: int,
+    n_boot: int,
+    seed: int,
+    progress: bool,
+) -> np.ndarray:
+    """``statistic(idx)`` on ``n_boot`` resamples ``idx`` of the case indices ``0..n-1``.
+
+    ``scipy.stats.bootstrap`` draws the resamples from ``np.random.default_rng(seed)``. Its
+    stream does not depend on ``batch``, so every caller with the same ``seed`` and ``n`` sees
+    the same resamples, and the ``batch`` cap only bounds memory (scipy draws a whole
+    ``(batch, n)`` index block before scoring it). The statistic gets case indices and indexes
+    labels and scores with them, which keeps each case's label, score and (for a multi-output
+    statistic) all metrics on the same resample -- the pairing ``paired=True`` stands for.
+    Passing ``(y, p)`` as scipy samples instead would not work for ``(N, C)`` multi-label
+    inputs: the non-vectorised path concatenates samples into one 1-D array per resample.
+
+    Returns ``(n_boot,)``, or ``(k, n_boot)`` for a statistic of ``k`` values, NaN where the
+    statistic was undefined. Warnings are silenced: metrics warn on every one-class resample,
+    and scipy warns that its own interval is NaN as soon as one resample is -- callers count
+    the NaNs and warn once instead.
+    """
+    if n < 2:
+        raise ValueError(f"need at least 2 cases to bootstrap, got {n}")
+    bar = tqdm(total=n_boot, desc="bootstrap", disable=not progress)
+
+    def counted(idx: np.ndarray) -> float | np.ndarray:
+        bar.update()
+        return statistic(idx)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = stats.bootstrap(
+                (np.arange(n),),
+                counted,
+                n_resamples=n_boot,
+                batch=max(1, min(n_boot, _BATCH_CELLS // n)),
+                vectorized=False,
+                paired=True,
+                method="percentile",
+                rng=np.random.default_rng(seed),
+            )
+    finally:
+        bar.close()
+    return np.asarray(res.bootstrap_distribution, dtype=float)
+
+
+def _percentiles(values: np.ndarray, alpha: float) -> np.ndarray:
+    """Percentile interval ``[..., (lo, hi)]`` over the last axis with NaNs left out.
+
+    ``scipy.stats.quantile`` (``linear``) is what ``bootstrap(method="percentile")`` computes
+    its interval with; it is called again here with ``nan_policy="omit"`` because scipy's own
+    interval turns NaN as soon as one resample is undefined. NaN where nothing is left.
+    """
+    return stats.quantile(values, [alpha / 2, 1 - alpha / 2], axis=-1, nan_policy="omit")
+
+
 def bootstrap_ci(
     metric_fn: Callable[[np.ndarray, np.ndarray], float],
     y_true: ArrayLike,
@@ -402,10 +452,12 @@ def bootstrap_ci(
 ) -> BootstrapCI:
     """Percentile-bootstrap ``(point, lo, hi)`` of ``metric_fn(y_true, prob)``.
 
-    Cases (rows) are resampled with replacement; ``y_true``/``prob`` may be 1-D or 2-D. A
-    resample whose metric is undefined -- NaN, as :func:`auroc` returns when a resample holds
-    one class -- is skipped, and a warning says how many were, because many skips mean the
-    interval describes only the resamples that happened to contain both classes.
+    Cases (rows) are resampled with replacement (``scipy.stats.bootstrap``, see
+    :func:`_bootstrap_distribution`); ``y_true``/``prob`` may be 1-D or 2-D. The point estimate
+    is the metric on the full sample, not a bootstrap mean. A resample whose metric is
+    undefined -- NaN, as :func:`auroc` returns when a resample holds one class -- is skipped,
+    and a warning says how many were, because many skips mean the interval describes only the
+    resamples that happened to contain both classes.
     """
     _check_boot_args(n_boot, alpha)
     y = np.asarray(y_true)
@@ -415,11 +467,10 @@ def bootstrap_ci(
     if len(y) == 0:
         raise ValueError("cannot bootstrap an empty sample")
     point = _quiet_call(metric_fn, y, p)
-    stats = np.full(n_boot, np.nan)
-    indices = _resample_indices(len(y), n_boot, seed)
-    for b, idx in enumerate(tqdm(indices, total=n_boot, desc="bootstrap", disable=not progress)):
-        stats[b] = _quiet_call(metric_fn, y[idx], p[idx])
-    n_skipped = int(np.isnan(stats).sum())
+    values = _bootstrap_distribution(
+        lambda idx: _quiet_call(metric_fn, y[idx], p[idx]), len(y), n_boot, seed, progress
+    )
+    n_skipped = int(np.isnan(values).sum())
     if n_skipped:
         name = getattr(metric_fn, "__name__", "metric")
         warnings.warn(
@@ -428,8 +479,8 @@ def bootstrap_ci(
             RuntimeWarning,
             stacklevel=2,
         )
-    lo, hi = _percentiles(stats, alpha)
-    return BootstrapCI(point, lo, hi, n_boot=n_boot, n_skipped=n_skipped, alpha=alpha)
+    lo, hi = _percentiles(values, alpha)
+    return BootstrapCI(point, float(lo), float(hi), n_boot=n_boot, n_skipped=n_skipped, alpha=alpha)
 
 
 def metrics_with_ci(
@@ -444,34 +495,33 @@ def metrics_with_ci(
 ) -> pd.DataFrame:
     """Every :func:`binary_metrics` value with its bootstrap interval.
 
-    One row per metric, columns ``point, lo, hi, n_boot, n_skipped``. All metrics share the
-    same resamples (so intervals of different metrics are comparable), drawn as in
-    :func:`bootstrap_ci` with the same ``seed``.
+    One row per metric, columns ``point, lo, hi, n_boot, n_skipped``. All metrics are scored
+    on the same resamples, so their intervals are paired (a resample that flatters AUROC
+    flatters AP with it), and the resamples are :func:`bootstrap_ci`'s for the same ``seed``
+    -- its interval for one metric equals this table's row.
     """
     _check_boot_args(n_boot, alpha)
     y, p = _checked(y_true, prob)
+
+    def all_metrics(idx: np.ndarray) -> np.ndarray:
+        r = binary_metrics(y[idx], p[idx], threshold)
+        return np.array([r[m] for m in METRIC_NAMES])
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         point = binary_metrics(y, p, threshold)
-        stats = np.full((n_boot, len(METRIC_NAMES)), np.nan)
-        indices = _resample_indices(len(y), n_boot, seed)
-        for b, idx in enumerate(
-            tqdm(indices, total=n_boot, desc="bootstrap", disable=not progress)
-        ):
-            r = binary_metrics(y[idx], p[idx], threshold)
-            stats[b] = [r[m] for m in METRIC_NAMES]
-    rows = {}
-    for j, m in enumerate(METRIC_NAMES):
-        lo, hi = _percentiles(stats[:, j], alpha)
-        rows[m] = {
-            "point": point[m],
-            "lo": lo,
-            "hi": hi,
+    values = _bootstrap_distribution(all_metrics, len(y), n_boot, seed, progress)
+    intervals = _percentiles(values, alpha)
+    table = pd.DataFrame(
+        {
+            "point": [point[m] for m in METRIC_NAMES],
+            "lo": intervals[:, 0],
+            "hi": intervals[:, 1],
             "n_boot": n_boot,
-            "n_skipped": int(np.isnan(stats[:, j]).sum()),
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "metric"
+            "n_skipped": np.isnan(values).sum(axis=1),
+        },
+        index=pd.Index(METRIC_NAMES, name="metric"),
+    )
     skipped = table["n_skipped"]
     if skipped.any():
         warnings.warn(
@@ -526,9 +576,9 @@ def comparison_table(
     metric as reported (NaN where the paper gives none); ``paper_scale`` converts its units,
     e.g. ``0.01`` for papers that print percentages (paper 004).
 
-    Returns columns ``(metric, field)`` with fields ``ours``, ``ours 95% CI`` (a formatted
-    ``[lo, hi]`` string), ``paper`` and ``difference`` (ours - paper). Rows are the union of
-    both indexes, ours first. Numbers stay numeric; :func:`style_comparison` formats them.
+    Returns numeric columns ``(metric, field)`` with fields ``ours``, ``lo`` and ``hi`` (our
+    ``ci_level`` interval, NaN without one), ``paper`` and ``difference`` (ours - paper). Rows
+    are the union of both indexes, ours first. :func:`style_comparison` renders it compactly.
     """
     if not isinstance(ours, pd.DataFrame) or not isinstance(paper, pd.DataFrame):
         raise TypeError("ours and paper must be DataFrames indexed by run name")
@@ -545,38 +595,82 @@ def comparison_table(
             f"no metric in common: ours has {list(ours.columns)}, paper has {list(paper.columns)}"
         )
     runs = list(ours.index) + [r for r in paper.index if r not in ours.index]
-    ci_name = f"ours {round(100 * ci_level)}% CI"
+    nan = pd.Series(math.nan, index=runs, dtype=float)
     cols = {}
     for m in metrics:
-        o = pd.to_numeric(ours[m], errors="raise").reindex(runs)
-        pp = pd.to_numeric(paper[m], errors="raise").reindex(runs) * paper_scale
-        if f"{m}_lo" in ours.columns and f"{m}_hi" in ours.columns:
-            lo = ours[f"{m}_lo"].reindex(runs)
-            hi = ours[f"{m}_hi"].reindex(runs)
-            ci = [
-                "—" if math.isnan(a) or math.isnan(b) else f"[{a:.{digits}f}, {b:.{digits}f}]"
-                for a, b in zip(lo.astype(float), hi.astype(float), strict=True)
-            ]
-        else:
-            ci = ["—"] * len(runs)
-        cols[(m, "ours")] = o.astype(float)
-        cols[(m, ci_name)] = pd.Series(ci, index=runs, dtype=object)
-        cols[(m, "paper")] = pp.astype(float)
-        cols[(m, "difference")] = (o - pp).astype(float)
+        o = pd.to_numeric(ours[m], errors="raise").reindex(runs).astype(float)
+        pp = pd.to_numeric(paper[m], errors="raise").reindex(runs).astype(float) * paper_scale
+        has_ci = f"{m}_lo" in ours.columns and f"{m}_hi" in ours.columns
+        cols[(m, "ours")] = o
+        for end in ("lo", "hi"):
+            col = f"{m}_{end}"
+            cols[(m, end)] = (
+                pd.to_numeric(ours[col], errors="raise").reindex(runs).astype(float)
+                if has_ci
+                else nan
+            )
+        cols[(m, "paper")] = pp
+        cols[(m, "difference")] = o - pp
     table = pd.DataFrame(cols, index=pd.Index(runs, name="run"))
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["metric", ""])
     table.attrs["digits"] = digits
+    table.attrs["ci_level"] = ci_level
     return table
 
 
-def style_comparison(table: pd.DataFrame, digits: int | None = None):  # -> pandas Styler
-    """Notebook rendering of :func:`comparison_table`: fixed decimals, NaN as a dash."""
-    d = table.attrs.get("digits", 3) if digits is None else digits
-    numeric = [c for c in table.columns if c[1] in ("ours", "paper", "difference")]
-    fmt = {c: (lambda x, d=d: _fmt(x, d)) for c in numeric}
-    diff = [c for c in table.columns if c[1] == "difference"]
+#: Column headings of :func:`style_comparison` (other metrics keep their own name).
+METRIC_LABELS: dict[str, str] = {
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "f1": "F1",
+    "auroc": "AUROC",
+    "average_precision": "AP",
+}
+
+
+def _comparison_cell(row: pd.Series, metric: str, d: int) -> str:
+    """One cell: ours, its interval, then the paper's number below (HTML)."""
+    lo, hi = row[(metric, "lo")], row[(metric, "hi")]
+    ci = "" if math.isnan(lo) or math.isnan(hi) else f"[{lo:.{d - 1}f}, {hi:.{d - 1}f}]"
     return (
-        table.style.format(fmt)
-        .set_properties(subset=diff, **{"color": "#555"})
-        .set_table_styles([{"selector": "th", "props": [("text-align", "center")]}])
+        f'<span class="cmp-ours">{_fmt(row[(metric, "ours")], d)}</span> '
+        f'<span class="cmp-ci">{ci}</span>'
+        f'<span class="cmp-paper">paper {_fmt(row[(metric, "paper")], d)}</span>'
+    )
+
+
+def style_comparison(table: pd.DataFrame, digits: int | None = None):  # -> pandas Styler
+    """Notebook rendering of :func:`comparison_table`, narrow enough for a book page.
+
+    One column per metric; each cell reads "ours [interval]" with the paper's number on a
+    second line ("paper 0.993"), a dash where a number is missing. Ours is printed with
+    ``digits`` decimals and its interval with one fewer; the difference stays in ``table``.
+    """
+    d = table.attrs.get("digits", 3) if digits is None else digits
+    level = round(100 * table.attrs.get("ci_level", 0.95))
+    metrics = list(dict.fromkeys(table.columns.get_level_values(0)))
+    cells = pd.DataFrame(
+        {
+            METRIC_LABELS.get(m, m): [_comparison_cell(row, m, d) for _, row in table.iterrows()]
+            for m in metrics
+        },
+        index=table.index,
+    )
+    styler = cells.style.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
+    styler = styler.hide(axis="index", names=True)  # no header row for the index name
+    return styler.set_caption(
+        f"Ours [{level}% bootstrap interval], with the paper's number below each"
+    ).set_table_styles(
+        [
+            {"selector": "caption", "props": "caption-side: top; text-align: left;"},
+            {"selector": "th", "props": "text-align: left; vertical-align: top;"},
+            {
+                "selector": "td",
+                "props": "text-align: right; vertical-align: top; white-space: nowrap;"
+                " font-variant-numeric: tabular-nums; line-height: 1.35;",
+            },
+            {"selector": "td .cmp-ci", "props": "font-size: 0.85em;"},
+            {"selector": "td .cmp-paper", "props": "display: block; color: #666;"},
+        ]
     )

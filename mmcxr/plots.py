@@ -264,6 +264,120 @@ def plot_label_histogram(
     return fig
 
 
+def label_cooccurrence(df: pd.DataFrame, label_cols: Sequence[str]) -> pd.DataFrame:
+    """``P(column positive | row positive)``: each row is a share of that row label's positives.
+
+    Read a row as "of the rows positive for this label, the share also positive for each
+    column"; only 1.0 counts as positive (uncertain -1.0 does not). A label with no positives
+    gets a row of NaN: undefined, not zero.
+    """
+    missing = [c for c in label_cols if c not in df.columns]
+    if missing:
+        raise KeyError(f"label columns not in the table: {missing}")
+    pos = (df[list(label_cols)] == 1.0).astype(float)
+    counts = pos.T @ pos
+    n = np.diag(counts.to_numpy())
+    out = counts.div(np.where(n > 0, n, np.nan), axis=0)
+    out.index.name, out.columns.name = "given", "also positive"
+    return out
+
+
+def plot_cooccurrence(
+    matrix: pd.DataFrame, *, ax: Axes | None = None, title: str | None = None
+) -> Figure:
+    """Heat map of :func:`label_cooccurrence`, each off-diagonal share printed in its cell.
+
+    The diagonal (always 1) is left unprinted so that the eye goes to the pairs.
+    """
+    k = len(matrix)
+    with style():
+        fig, ax = _figure_and_axes(ax, (0.5 * k + 3.2, 0.45 * k + 1.8))
+        im = ax.imshow(matrix.to_numpy(dtype=float), cmap="Blues", vmin=0, vmax=1)
+        ax.grid(False)
+        ax.set_xticks(range(k), matrix.columns, rotation=60, ha="right")
+        ax.set_yticks(range(k), matrix.index)
+        ax.set(xlabel="also positive", ylabel="given positive")
+        for i in range(k):
+            for j in range(k):
+                v = matrix.iat[i, j]
+                if np.isfinite(v) and i != j:
+                    text = f"{v:.2f}"[1:] if v < 1 else "1"  # ".37": 2 characters fit a cell
+                    colour = "white" if v > 0.5 else "black"
+                    ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="share of the row's positives")
+        if title:
+            ax.set_title(title)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# images
+
+
+Box = Sequence[float]
+"""``(x1, y1, x2, y2)`` in pixels of the image it is drawn on, half-open (the GT tables' form)."""
+
+Boxes = Mapping[str, Box] | Sequence[Box]
+"""The boxes of one image: named (a mapping, in drawing order) or not (a sequence)."""
+
+
+def _named_boxes(boxes: Boxes | None) -> list[tuple[str | None, tuple[float, ...]]]:
+    """``(name or None, box)`` pairs, each box checked to have four corners."""
+    if boxes is None:
+        return []
+    items = list(boxes.items()) if isinstance(boxes, Mapping) else [(None, b) for b in boxes]
+    out = []
+    for i, (name, b) in enumerate(items):
+        if len(b) != 4:
+            raise ValueError(f"box {name or i} must be (x1, y1, x2, y2), got {b}")
+        out.append((None if name is None else str(name), tuple(float(v) for v in b)))
+    return out
+
+
+def _draw_image(
+    ax: Axes,
+    image: np.ndarray | torch.Tensor,
+    cmap: str,
+    value_range: tuple[float, float] | None,
+) -> None:
+    lo, hi = value_range if value_range is not None else (None, None)
+    ax.imshow(_to_numpy_image(image), cmap=cmap, vmin=lo, vmax=hi)
+    ax.set_axis_off()
+
+
+def _draw_boxes(
+    ax: Axes, named: Sequence[tuple[str | None, tuple[float, ...]]], *, legend: bool
+) -> None:
+    """Outline each box in its palette colour; name it beside the box or in a legend below."""
+    in_legend = []
+    for i, (name, (x1, y1, x2, y2)) in enumerate(named):
+        colour = PALETTE[i % len(PALETTE)]
+        # pixel x covers x - 0.5 .. x + 0.5, so a half-open box is outlined at its pixel edges
+        rect = Rectangle(
+            (x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, lw=1.5, edgecolor=colour, label=name
+        )
+        ax.add_patch(rect)
+        if name and legend:
+            in_legend.append(rect)
+        elif name:
+            ax.text(x1, y1 - 2, name, color=colour, fontsize=8, va="bottom")
+    if in_legend:
+        ax.legend(
+            handles=in_legend,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            fontsize=7,
+            handlelength=1.2,
+        )
+
+
+def _wrap_lines(text: str, width: int) -> str:
+    """Wrap each line of ``text`` on its own, so that its line breaks are kept."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) or line for line in text.splitlines())
+
+
 def plot_image_grid(
     images: Sequence[np.ndarray | torch.Tensor],
     captions: Sequence[str] | None = None,
@@ -272,56 +386,287 @@ def plot_image_grid(
     panel_size: float = 2.4,
     cmap: str = "gray",
     wrap: int = 40,
+    boxes: Sequence[Boxes | None] | None = None,
+    legend: bool = False,
+    value_range: tuple[float, float] | None = None,
 ) -> Figure:
-    """Images in a grid with optional captions (wrapped at ``wrap`` characters)."""
-    import textwrap
+    """Images in a grid, each with an optional caption and optional boxes drawn over it.
 
-    if len(images) == 0:
+    Each line of a caption is wrapped at ``wrap`` characters on its own, so a caption can set
+    a heading ("PA: Edema") over a quote. ``boxes`` gives each image its boxes in the form
+    :func:`plot_boxes` takes (None or empty: none); ``legend=True`` names them in a legend
+    under their panel instead of beside each box, which stays legible where boxes overlap
+    (anatomical regions do). Each image is stretched to its own min..max unless
+    ``value_range=(lo, hi)`` fixes one grey scale for all: ``(0, 1)`` for display-ready
+    images, so that a window's black and white stay black and white. Rows are made taller
+    for long captions and legends, so the images keep ``panel_size``.
+    """
+    images = list(images)
+    n = len(images)
+    if n == 0:
         raise ValueError("no images to show")
-    if captions is not None and len(captions) != len(images):
-        raise ValueError(f"{len(images)} images but {len(captions)} captions")
-    ncols = max(1, min(ncols, len(images)))
-    nrows = -(-len(images) // ncols)
+    if captions is not None and len(captions) != n:
+        raise ValueError(f"{n} images but {len(captions)} captions")
+    if boxes is not None and len(boxes) != n:
+        raise ValueError(f"{n} images but {len(boxes)} sets of boxes")
+    titles = [_wrap_lines(str(c), wrap) for c in captions] if captions is not None else [None] * n
+    named = [_named_boxes(b) for b in boxes] if boxes is not None else [[]] * n
+    lines = max((t.count("\n") + 1 for t in titles if t), default=0)
+    entries = max(sum(name is not None for name, _ in b) for b in named) if legend else 0
+    extra = max(0.5, 0.25 + 0.14 * lines + 0.17 * entries)  # inches per row under the image
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
     with style():
-        fig = Figure(figsize=(panel_size * ncols, (panel_size + 0.5) * nrows), layout="constrained")
+        fig = Figure(
+            figsize=(panel_size * ncols, (panel_size + extra) * nrows), layout="constrained"
+        )
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for i, ax in enumerate(axes):
+        for ax in axes[n:]:
             ax.set_axis_off()
-            if i >= len(images):
-                continue
-            ax.imshow(_to_numpy_image(images[i]), cmap=cmap)
-            if captions is not None:
-                ax.set_title(textwrap.fill(str(captions[i]), wrap), fontsize=8)
+        for ax, image, title, b in zip(axes, images, titles, named, strict=False):
+            _draw_image(ax, image, cmap, value_range)
+            _draw_boxes(ax, b, legend=legend)
+            if title is not None:
+                ax.set_title(title, fontsize=8)
     return fig
 
 
 def plot_boxes(
     image: np.ndarray | torch.Tensor,
-    boxes: Mapping[str, Sequence[float]] | Sequence[Sequence[float]],
+    boxes: Boxes,
     *,
     ax: Axes | None = None,
     title: str | None = None,
     cmap: str = "gray",
+    legend: bool = False,
+    value_range: tuple[float, float] | None = None,
 ) -> Figure:
-    """Boxes ``(x1, y1, x2, y2)`` (pixels, half-open) drawn over an image, named if a mapping."""
+    """Boxes ``(x1, y1, x2, y2)`` (pixels, half-open) drawn over an image, named if a mapping.
+
+    Names are written beside their boxes, or with ``legend=True`` in a legend under the image
+    (legible where boxes overlap); ``value_range`` as in :func:`plot_image_grid`. For many
+    images with boxes, :func:`plot_image_grid` takes ``boxes=`` per image.
+    """
     img = _to_numpy_image(image)
-    named = list(boxes.items()) if isinstance(boxes, Mapping) else [(None, b) for b in boxes]
+    named = _named_boxes(boxes)
+    n_names = sum(name is not None for name, _ in named) if legend else 0
+    height = 4.0 * img.shape[0] / img.shape[1] + (0.2 + 0.17 * n_names if n_names else 0.0)
     with style():
-        fig, ax = _figure_and_axes(ax, (4.0, 4.0 * img.shape[0] / img.shape[1]))
-        ax.imshow(img, cmap=cmap)
-        ax.set_axis_off()
-        for i, (name, b) in enumerate(named):
-            if len(b) != 4:
-                raise ValueError(f"box {name or i} must be (x1, y1, x2, y2), got {b}")
-            x1, y1, x2, y2 = (float(v) for v in b)
-            colour = PALETTE[i % len(PALETTE)]
-            ax.add_patch(
-                Rectangle(
-                    (x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, lw=1.5, edgecolor=colour
-                )
-            )
-            if name:
-                ax.text(x1, y1 - 2, str(name), color=colour, fontsize=8, va="bottom")
+        fig, ax = _figure_and_axes(ax, (4.0, height))
+        _draw_image(ax, img, cmap, value_range)
+        _draw_boxes(ax, named, legend=legend)
         if title:
             ax.set_title(title)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# grids of panels over a tidy table (one panel per combination of facet values)
+
+
+def panels(nrows: int, ncols: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A figure of ``nrows x ncols`` panels of ``size`` inches each (axes always 2-D)."""
+    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _levels(table: pd.DataFrame, column: str, order: Sequence[Any] | None) -> list[Any]:
+    return list(order) if order is not None else list(pd.unique(table[column]))
+
+
+def _select(table: pd.DataFrame, **values: Any) -> pd.DataFrame:
+    mask = pd.Series(True, index=table.index)
+    for col, v in values.items():
+        mask &= table[col] == v
+    return table[mask]
+
+
+def _name(names: Mapping[Any, str] | None, value: Any) -> str:
+    return str((names or {}).get(value, value))
+
+
+def roc_grid(
+    predictions: pd.DataFrame,
+    *,
+    row: str,
+    col: str,
+    hue: str,
+    orders: Mapping[str, Sequence[Any]] | None = None,
+    names: Mapping[Any, str] | None = None,
+    size: float = 4.0,
+) -> Figure:
+    """ROC curves of ``hue`` groups, one panel per (``row``, ``col``) value.
+
+    ``predictions``: one row per case with ``label`` and ``prob`` and the facet columns.
+    ``orders`` fixes the order of a facet's values, ``names`` how values are printed.
+    """
+    orders = orders or {}
+    rows, cols = (
+        _levels(predictions, row, orders.get(row)),
+        _levels(predictions, col, orders.get(col)),
+    )
+    hues = _levels(predictions, hue, orders.get(hue))
+    with style():
+        fig, axes = panels(len(rows), len(cols), (size, size))
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                part = _select(predictions, **{row: r, col: c})
+                curves = {
+                    _name(names, h): (g["label"].to_numpy(), g["prob"].to_numpy())
+                    for h in hues
+                    if len(g := _select(part, **{hue: h}))
+                }
+                if curves:
+                    plot_roc(curves, ax=axes[i, j], title=f"{_name(names, r)}, {_name(names, c)}")
+                else:
+                    axes[i, j].set_axis_off()
+    return fig
+
+
+def confusion_grid(
+    predictions: pd.DataFrame,
+    *,
+    row: str,
+    col: Sequence[str],
+    class_names: Sequence[str],
+    threshold: float = 0.5,
+    orders: Mapping[str, Sequence[Any]] | None = None,
+    names: Mapping[Any, str] | None = None,
+    size: tuple[float, float] = (2.3, 2.2),
+) -> Figure:
+    """Row-normalised confusion matrices at ``threshold``: one panel per ``row`` value and
+    combination of the ``col`` columns; one shared 0-1 colour scale, so no colour bars."""
+    from mmcxr.metrics import confusion_matrix
+
+    orders = orders or {}
+    rows = _levels(predictions, row, orders.get(row))
+    combos = list(pd.MultiIndex.from_product([_levels(predictions, c, orders.get(c)) for c in col]))
+    with style():
+        fig, axes = panels(len(rows), len(combos), size)
+        for i, r in enumerate(rows):
+            for j, combo in enumerate(combos):
+                ax = axes[i, j]
+                g = _select(predictions, **{row: r}, **dict(zip(col, combo, strict=True)))
+                if not len(g):
+                    ax.set_axis_off()
+                    continue
+                cm = confusion_matrix(g["label"], g["prob"], threshold, class_names=class_names)
+                plot_confusion(cm, normalize=True, ax=ax)
+                ax.set_title(" ".join(_name(names, v) for v in (r, *combo)), fontsize=9)
+                ax.tick_params(labelsize=8)
+                if i < len(rows) - 1:
+                    ax.set(xlabel="", xticklabels=[])
+                if j > 0:
+                    ax.set(ylabel="", yticklabels=[])
+        grid_axes = set(axes.ravel())
+        for ax in list(fig.axes):
+            if ax not in grid_axes:  # the colour bars
+                ax.remove()
+    return fig
+
+
+def loss_curves_grid(
+    history: pd.DataFrame,
+    *,
+    row: str,
+    col: str,
+    hue: str,
+    orders: Mapping[str, Sequence[Any]] | None = None,
+    names: Mapping[Any, str] | None = None,
+    size: tuple[float, float] = (4.2, 3.0),
+) -> Figure:
+    """Training (dashed) and validation (solid) loss per epoch of each ``hue`` group, one
+    panel per (``row``, ``col``); each panel has its own y axis (losses differ in scale), and
+    a dot marks the epoch whose weights were kept (lowest validation loss)."""
+    orders = orders or {}
+    rows, cols = _levels(history, row, orders.get(row)), _levels(history, col, orders.get(col))
+    hues = _levels(history, hue, orders.get(hue))
+    with style():
+        fig, axes = panels(len(rows), len(cols), size)
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                ax = axes[i, j]
+                for k, h in enumerate(hues):
+                    part = _select(history, **{row: r, col: c, hue: h})
+                    if not len(part):
+                        continue
+                    colour = PALETTE[k % len(PALETTE)]
+                    ax.plot(part["epoch"], part["train_loss"], ls="--", lw=1.2, color=colour)
+                    ax.plot(
+                        part["epoch"], part["val_loss"], lw=1.6, color=colour, label=_name(names, h)
+                    )
+                    best = part.loc[part["val_loss"].idxmin()]
+                    ax.plot(best["epoch"], best["val_loss"], "o", color=colour, ms=5)
+                ax.set(title=f"{_name(names, r)}, {_name(names, c)}", xlabel="epoch", ylabel="loss")
+                ax.xaxis.get_major_locator().set_params(integer=True)
+        axes[0, 0].legend(title="validation (solid)\ntraining (dashed)", loc="upper right")
+    return fig
+
+
+def interval_bars(
+    table: pd.DataFrame,
+    *,
+    group: Sequence[str],
+    hue: str,
+    value: str,
+    reference: pd.DataFrame | None = None,
+    reference_label: str = "paper",
+    orders: Mapping[str, Sequence[Any]] | None = None,
+    names: Mapping[Any, str] | None = None,
+    chance: float | None = 0.5,
+    ylabel: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Grouped bars of ``value`` with their ``<value>_lo``/``_hi`` intervals: one group per
+    combination of the ``group`` columns, one bar per ``hue`` value; rows of ``reference``
+    (same columns) are drawn as black ticks over the matching bars."""
+    orders = orders or {}
+    groups = list(pd.MultiIndex.from_product([_levels(table, c, orders.get(c)) for c in group]))
+    hues = _levels(table, hue, orders.get(hue))
+    width = 0.8 / len(hues)
+    with style():
+        fig, axes = panels(1, 1, (max(5.0, 1.75 * len(groups)), 3.4))
+        ax = axes[0, 0]
+        ref_drawn = False
+        for k, h in enumerate(hues):
+            xs, ys, err = [], [], [[], []]
+            for gi, combo in enumerate(groups):
+                key = {**dict(zip(group, combo, strict=True)), hue: h}
+                rows = _select(table, **key)
+                if not len(rows):
+                    continue
+                r = rows.iloc[0]
+                xs.append(gi + (k - (len(hues) - 1) / 2) * width)
+                ys.append(r[value])
+                err[0].append(r[value] - r.get(f"{value}_lo", r[value]))
+                err[1].append(r.get(f"{value}_hi", r[value]) - r[value])
+                ref = _select(reference, **key) if reference is not None else []
+                if len(ref):
+                    ax.plot(
+                        [xs[-1] - width / 2, xs[-1] + width / 2],
+                        [ref[value].iloc[0]] * 2,
+                        color="black",
+                        lw=2,
+                        label=None if ref_drawn else reference_label,
+                    )
+                    ref_drawn = True
+            ax.bar(
+                xs,
+                ys,
+                width,
+                # a percentile interval from few resamples can miss the point estimate, and an
+                # undefined one is NaN: draw what lies on each side, never a negative bar
+                yerr=np.nan_to_num(np.clip(np.asarray(err, dtype=float), 0, None)),
+                color=PALETTE[k % len(PALETTE)],
+                label=_name(names, h),
+                capsize=2,
+                error_kw={"lw": 0.8},
+            )
+        if chance is not None:
+            ax.axhline(chance, color="grey", ls=":", lw=1)
+        ax.set_xticks(
+            range(len(groups)), [", ".join(_name(names, v) for v in combo) for combo in groups]
+        )
+        ax.set(ylim=(0, 1.05), ylabel=ylabel or value, title=title)
+        ax.legend(ncols=len(hues) + 1, loc="lower center", bbox_to_anchor=(0.5, 1.08))
     return fig

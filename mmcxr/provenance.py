@@ -7,7 +7,7 @@ chapter's opening); the book reads that record back (:func:`assess_notebook`) be
 builds. Because the record lives in the notebook's outputs, a chapter executed by hand and
 copied into ``book/chapters/`` is caught as well as one executed by ``make book``.
 
-A root is synthetic when it holds ``synthetic_config.json`` (written by the generator);
+A root is synthetic when it holds :data:`mmcxr.names.CONFIG_FILE` (written by the generator);
 anything else is real. Real data of an unknown format, or a root that cannot be checked on
 this machine, counts as credentialed: the guard errs on the side of not publishing.
 """
@@ -24,8 +24,8 @@ from typing import Any
 import nbformat
 
 from mmcxr import papers
+from mmcxr.names import CONFIG_FILE
 
-SYNTHETIC_MARKER = "synthetic_config.json"
 #: glue keys of provenance records are this prefix plus a counter (glue keys must be unique)
 GLUE_PREFIX = "mmcxr-provenance-"
 _counter = itertools.count()
@@ -42,7 +42,7 @@ def describe_source(data_root: str | Path | None, fmt: str | None) -> dict[str, 
     root = Path(data_root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: data root does not exist or is not a directory")
-    kind = "synthetic" if (root / SYNTHETIC_MARKER).is_file() else "real"
+    kind = "synthetic" if (root / CONFIG_FILE).is_file() else "real"
     return {
         "kind": kind,
         "format": fmt_name,

@@ -15,7 +15,7 @@ from typing import Any
 
 from mmcxr import papers
 from mmcxr.atomic import write_text
-from mmcxr.claims import ClaimsError, cell, claims_markdown, read_claims
+from mmcxr.claims import ClaimsError, badge, cell, claims_markdown, read_claims
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _wall(run: dict[str, Any] | None) -> str:
 
 def _tally(res: ChapterResult) -> str:
     if res.problem:
-        return "⚠️ see below"
+        return badge("problem", "see below")
     if res.claims is None:
         return "no claims (no paper)" if _no_paper(res.slug) else "not yet reproduced"
     holds = [c["holds"] for c in res.claims["claims"]]

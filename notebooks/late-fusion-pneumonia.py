@@ -68,6 +68,7 @@ focal_gamma_75 = 2.0  # focal gamma on the 75/25 set
 n_bootstrap = 500  # bootstrap resamples of the test set for the 95% intervals
 claim_tol = 0.01  # metric difference below which two models count as tied
 num_workers = 0  # DataLoader worker processes
+profile = "custom"  # set by the book's executor (smoke, book or full); "custom" for runs by hand
 
 # %%
 # %matplotlib inline
@@ -75,24 +76,24 @@ import pandas as pd
 import transformers
 
 import mmcxr
-from mmcxr import data, env, metrics, models, runs
+from mmcxr import chapter_page as page
+from mmcxr import data, env, evaluate, metrics, models, pretrain, runs
 from mmcxr.chapters import late_fusion as lf
+from mmcxr.chapters import late_fusion_results as lfr
 
 transformers.logging.disable_progress_bar()  # a bar per BERT copy loaded would drown the page
 
-PARAMS = env.capture_parameters(globals())
-mmcxr.book.chapter_header(lf.SLUG, PARAMS)
-info = env.report(PARAMS, device)
+PARAMS = page.open_chapter(lf.SLUG, globals(), lf.PARAMETERS)
 out = env.output_dir(lf.SLUG, output_dir)
 
 # %% [markdown]
 # The defaults in the parameters cell are the `book` profile, sized to run on a laptop's CPU
 # in a few minutes; `smoke` is a seconds-long check for the test suite and `full` the paper's
 # recipe at a GPU's scale. The table lists every parameter on which the three profiles
-# differ, beside the values this run used.
+# differ, beside the values this run used (every parameter is in the folded block above).
 
 # %% tags=["remove-input"]
-lf.profile_table(PARAMS)
+page.profile_table(lf.SLUG, PARAMS)
 
 # %% [markdown]
 # ## The cohort
@@ -159,18 +160,52 @@ mmcxr.plots.plot_image_grid(
 
 # %%
 corpus = lf.mlm_corpus(images, cohort, text_field)
-text_dir, mlm_losses = lf.text_encoder_dir(corpus, PARAMS, out, device=device)
+text_dir, mlm_losses = pretrain.text_encoder_dir(corpus, PARAMS, out, bert_path=bert_path,
+                                                 device=device)
 _, tokenizer = models.load_text_model(text_dir)
 tokens = models.tokenize(tokenizer, cohort.table["text"].tolist(), max_length=max_length)
 pd.DataFrame({"epoch": range(1, len(mlm_losses) + 1), "MLM loss": mlm_losses})
 
 # %% [markdown]
+# ## The method
+#
+# Three models share one class: an image-only, a text-only and a late-fusion classifier. The
+# image branch is a single-channel MONAI ResNet and the text branch the BERT above. Each
+# branch's pooled output goes through its own projection to `proj_dim` features (256 in the
+# paper); the fused model concatenates the two vectors and a single linear layer predicts
+# pneumonia. This is the code that runs:
+
+# %%
+page.show_source(models.Classifier._proj, models.Classifier.features, models.Classifier.forward)
+
+# %% [markdown]
+# The fused model of this run, layer by layer, on two test cases (frozen parameters are the
+# image stages listed in `frozen_layers`):
+
+# %%
+splits = lf.make_splits(cohort, cache, tokens)
+lf.fused_model_summary(PARAMS, splits, text_dir)
+
+# %% [markdown]
+# Focal loss (Lin et al.) down-weights the cases a model already gets right, by a factor
+# $(1-p_t)^\gamma$, and weights the positive class by $\alpha$; the paper uses it against the
+# one-in-ten imbalance. We take MONAI's implementation and adapt it to one logit per case:
+
+# %%
+page.show_source(models.ChannelFirstFocalLoss)
+
+# %% [markdown]
+# The bimodal sensitivity test re-scores a trained fused model with one modality permuted
+# across the test set, so each case keeps its label and one modality but gets a stranger's
+# other one:
+
+# %%
+page.show_source(data.MultimodalDataset.shuffled, evaluate.shuffled_predictions)
+
+# %% [markdown]
 # ## Twelve runs
 #
-# Three models (image only, text only, late fusion), two losses, two training sets. The image
-# branch is a single-channel MONAI ResNet and the text branch the BERT above; each ends in a
-# layer of `proj_dim` features (256 in the paper), and the fused model concatenates the two
-# before its one-layer head.
+# Three models (image only, text only, late fusion), two losses, two training sets.
 # Focal loss uses the paper's alpha and gamma for each training set. Training follows the
 # paper's protocol (Adam, linear schedule, early stopping on validation loss with the best
 # epoch's weights kept), checkpointed under the output folder: re-executing the chapter with
@@ -179,7 +214,6 @@ pd.DataFrame({"epoch": range(1, len(mlm_losses) + 1), "MLM loss": mlm_losses})
 # %%
 grid = lf.run_grid({"full": (focal_alpha_full, focal_gamma_full),
                     "75": (focal_alpha_75, focal_gamma_75)})
-splits = lf.make_splits(cohort, cache, tokens)
 store = runs.RunStore(out / "runs")
 trained = lf.train_runs(grid, PARAMS, splits, store, lf.data_fingerprint(cohort, cache),
                         text_dir, device=device)
@@ -190,7 +224,7 @@ pd.DataFrame({s.label: trained[s.name].metrics for s in grid}).T[
 # Training and validation loss per epoch; the dot marks the epoch whose weights were kept.
 
 # %%
-lf.plot_training_grid(lf.histories(grid, trained))
+lfr.plot_training_grid(lf.histories(grid, trained))
 
 # %% [markdown]
 # ## Results
@@ -208,7 +242,7 @@ results, sensitivity = lf.results_tables(long, n_boot=n_bootstrap, seed=seed)
 # ### Full set, BCE loss (the paper's Figure 2, top)
 
 # %%
-metrics.style_comparison(lf.figure_table(results, "2"))
+metrics.style_comparison(lfr.figure_table(results, "2"))
 
 # %% [markdown]
 # With BCE on the full set, the text model reaches an AUROC of
@@ -220,23 +254,23 @@ metrics.style_comparison(lf.figure_table(results, "2"))
 # ### BCE against focal loss on the full set (Figure 3)
 
 # %%
-metrics.style_comparison(lf.figure_table(results, "3"))
+metrics.style_comparison(lfr.figure_table(results, "3"))
 
 # %% [markdown]
 # ### The 75/25 training set (Figure 4)
 
 # %%
-metrics.style_comparison(lf.figure_table(results, "4"))
+metrics.style_comparison(lfr.figure_table(results, "4"))
 
 # %% [markdown]
 # ROC curves of the three models for each training recipe, and the confusion matrices at the
 # 0.5 threshold (each row normalised by the true class, counts in brackets):
 
 # %%
-lf.plot_roc_grid(long)
+lfr.plot_roc_grid(long)
 
 # %%
-lf.plot_confusion_grid(long)
+lfr.plot_confusion_grid(long)
 
 # %% [markdown]
 # ## The bimodal sensitivity test
@@ -247,10 +281,10 @@ lf.plot_confusion_grid(long)
 # shuffled. The paper ran the test on the Full BCE model; here it runs on all four.
 
 # %%
-metrics.style_comparison(lf.sensitivity_table(sensitivity))
+metrics.style_comparison(lfr.sensitivity_table(sensitivity))
 
 # %%
-lf.plot_sensitivity(sensitivity)
+lfr.plot_sensitivity(sensitivity)
 
 # %% [markdown]
 # For the Full BCE fused model, shuffling the reports moves the AUROC to
@@ -269,17 +303,15 @@ lf.plot_sensitivity(sensitivity)
 # {glue:text}`lf_claims_fail` do not.
 
 # %%
-claims = lf.evaluate_claims(results, sensitivity, tol=claim_tol)
-record = lf.claims_record(claims, PARAMS)
-mmcxr.book.write_claims(out, **record)
-lf.write_metrics(out, profile=record["profile"], cohort=cohort, results=results,
-                 sensitivity=sensitivity, runs=trained, params=PARAMS)
-mmcxr.book.show_claims(out / "claims.json")
+verdicts = lfr.evaluate_claims(results, sensitivity, tol=claim_tol)
+claims_file = lfr.write_outputs(out, PARAMS, cohort=cohort, results=results,
+                                sensitivity=sensitivity, runs=trained, verdicts=verdicts)
+mmcxr.claims.show_claims(claims_file)
 
 # %% tags=["remove-cell"]
-for name, value in lf.headline(cohort, results, sensitivity, claims).items():
+for name, value in lfr.headline(cohort, results, sensitivity, verdicts).items():
     fmt = ".1%" if name.endswith("share") else ".4f" if name.startswith("paper_") else ".3f"
-    mmcxr.book.glue_value(f"lf_{name}", value, fmt if isinstance(value, float) else "d")
+    page.glue_value(f"lf_{name}", value, fmt if isinstance(value, float) else "d")
 
 # %% [markdown]
 # ## Reading the verdicts
@@ -310,17 +342,17 @@ for name, value in lf.headline(cohort, results, sensitivity, claims).items():
 # ## Exercises
 
 # %% tags=["remove-input"]
-mmcxr.book.exercises(lf.SLUG, [
-    mmcxr.book.Exercise(
+page.exercises(lf.SLUG, [
+    page.Exercise(
         "Read only the FINDINGS section, without the radiologist's conclusion. Does the text "
         "model still beat the image model, and does the fused model still collapse when the "
         "reports are shuffled?", parameter="text_field", value="findings"),
-    mmcxr.book.Exercise(
+    page.Exercise(
         "Score every model on a 75/25 test set, as the paper appears to have done. Which "
         "verdicts on precision and recall change, and why does the test set's prevalence move "
         "precision while leaving AUROC where it was?",
         parameter="test_negative_fraction", value=0.75),
-    mmcxr.book.Exercise(
+    page.Exercise(
         "With gamma 0, focal loss is BCE with the positive class weighted by alpha. Does the "
         "75-set precision-recall balance survive, i.e. how much of it is the alpha weighting "
         "rather than the focusing?", parameter="focal_gamma_75", value=0.0),

@@ -29,14 +29,13 @@ data_root = None  # a real mimic-cxr root; None: the default synthetic cohort
 seed = 0  # global random seed
 device = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
 output_dir = None  # None: outputs/meems-hidden-stratification/
+profile = "custom"  # set by the book's executor (smoke, book or full); "custom" for runs by hand
 
 # %%
-import mmcxr
-from mmcxr import env
+from mmcxr import chapter_page as page
+from mmcxr.params import common
 
-PARAMS = env.capture_parameters(globals())
-mmcxr.book.chapter_header("meems-hidden-stratification", PARAMS)
-info = env.report(PARAMS, device)
+PARAMS = page.open_chapter("meems-hidden-stratification", globals(), common())
 
 # %% [markdown]
 # ## Exercises
@@ -44,15 +43,15 @@ info = env.report(PARAMS, device)
 # Each exercise changes one thing and asks what happens; the command under it makes the change.
 
 # %% tags=["remove-input"]
-mmcxr.book.exercises("meems-hidden-stratification", [
-    mmcxr.book.Exercise(
+page.exercises("meems-hidden-stratification", [
+    page.Exercise(
         "Which rows of the parameter table in the opening change, and which profile does "
         "the table now name?", profile="smoke"),
-    mmcxr.book.Exercise(
+    page.Exercise(
         "What does the environment report under the opening say about the device and the "
         "number of CPU threads, and why does the `book` profile leave the choice to `auto`?",
         parameter="device", value="cpu"),
-    mmcxr.book.Exercise(
+    page.Exercise(
         "The paper's hypothesis is that image-only models suffer more from hidden "
         "stratification than multimodal ones. Which strata does the synthetic cohort plant "
         "(see the synthetic cohort chapter), and which per-stratum metric would show the "

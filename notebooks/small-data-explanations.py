@@ -29,14 +29,13 @@ data_root = None  # a real openi root; None: the default synthetic cohort
 seed = 0  # global random seed
 device = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
 output_dir = None  # None: outputs/small-data-explanations/
+profile = "custom"  # set by the book's executor (smoke, book or full); "custom" for runs by hand
 
 # %%
-import mmcxr
-from mmcxr import env
+from mmcxr import chapter_page as page
+from mmcxr.params import common
 
-PARAMS = env.capture_parameters(globals())
-mmcxr.book.chapter_header("small-data-explanations", PARAMS)
-info = env.report(PARAMS, device)
+PARAMS = page.open_chapter("small-data-explanations", globals(), common())
 
 # %% [markdown]
 # ## Exercises
@@ -44,15 +43,15 @@ info = env.report(PARAMS, device)
 # Each exercise changes one thing and asks what happens; the command under it makes the change.
 
 # %% tags=["remove-input"]
-mmcxr.book.exercises("small-data-explanations", [
-    mmcxr.book.Exercise(
+page.exercises("small-data-explanations", [
+    page.Exercise(
         "Which rows of the parameter table in the opening change, and which profile does "
         "the table now name?", profile="smoke"),
-    mmcxr.book.Exercise(
+    page.Exercise(
         "What does the environment report under the opening say about the device and the "
         "number of CPU threads, and why does the `book` profile leave the choice to `auto`?",
         parameter="device", value="cpu"),
-    mmcxr.book.Exercise(
+    page.Exercise(
         "The paper's 'sight sensitivity' threshold trades true positive pixels for fewer "
         "false positive ones. The synthetic cohort knows where each finding was drawn: how "
         "would you measure that trade-off, and which threshold would you expect to win?"),

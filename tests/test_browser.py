@@ -1,42 +1,51 @@
 """The built HTML, as a reader sees it: a tiny book built with the repository's own
-``_config.yml`` from one executed chapter (a matplotlib figure, the chapter opening, a glued
-number), opened in headless Chromium. Also the real book's chapter pages when ``make book``
-has built them.
+``_config.yml`` and CSS from one executed chapter (a matplotlib figure, the chapter opening, a
+glued number, a paper-beside-ours comparison table, a claims table), opened in headless
+Chromium through Selenium at a 1,400 px wide window. Also the real book's chapter pages and
+scorecard when ``make book`` has built them.
 
-Chromium is Debian's ``chromium`` package, installed here when missing (CI runs as root);
-the tests skip, saying why, only when it cannot be installed.
+Chromium and its WebDriver are Debian's ``chromium`` and ``chromium-driver`` packages,
+installed here with apt when missing (CI runs as root on a fresh machine); the browser tests
+skip, saying why, only when they cannot be installed. A full-page screenshot of every page
+checked is kept under ``_build/test-artifacts/``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import jupytext
 import papermill as pm
 import pytest
-import websocket
+from PIL import Image
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "_build" / "test-artifacts"
+WIDTH, HEIGHT = 1400, 1000
+APT_PACKAGES = ("chromium", "chromium-driver")
 CHROMIUM_FLAGS = [
-    "--headless",
+    "--headless=new",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-dev-shm-usage",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-    "--remote-debugging-port=0",
-    "--remote-allow-origins=*",
-    "--window-size=1200,1600",
+    "--hide-scrollbars",
+    f"--window-size={WIDTH},{HEIGHT}",
 ]
 
 TINY_CHAPTER = """# %% [markdown]
@@ -52,39 +61,83 @@ output_dir = None
 import matplotlib.pyplot as plt
 import numpy as np
 
-import mmcxr
-from mmcxr import env
+from mmcxr import chapter_page as page
+from mmcxr import metrics
+from mmcxr.chapters import late_fusion_reference as reference
+from mmcxr.claims import show_claims
 
-PARAMS = env.capture_parameters(globals())
-mmcxr.book.chapter_header("multimodal-vae", PARAMS)
+PARAMS = page.open_chapter("multimodal-vae", globals())
 
 # %%
 fig, ax = plt.subplots(figsize=(3, 2))
 ax.plot([0, 1], [0, 1])
 plt.show()
-mmcxr.book.glue_value("tiny-auroc", np.float64(0.91234), ".3f")
-mmcxr.book.glue_value("tiny-n", np.int64(1234))
+page.glue_value("tiny-auroc", np.float64(0.91234), ".3f")
+page.glue_value("tiny-n", np.int64(1234))
 
 # %% [markdown]
 # The model reaches an AUROC of {glue:text}`tiny-auroc` on {glue:text}`tiny-n` studies.
 # Back to the {doc}`intro`.
+#
+# ## Results
+#
+# The widest table a chapter shows, built as the late-fusion chapter builds its Figure 4:
+# eight runs, five metrics, ours with bootstrap intervals (made up here) beside the paper's.
+
+# %%
+NAMES = {"multimodal": "Multimodal", "image": "Image", "text": "Text", "full": "Full",
+         "75": "75", "bce": "BCE", "focal": "Focal"}
+runs = reference.results_table()
+runs.index = [f"{NAMES[m]} {NAMES[d]} {NAMES[lo]} loss"
+              for m, d, lo in zip(runs["model"], runs["dataset"], runs["loss"], strict=True)]
+paper = runs.loc[runs["dataset"].eq("75") | runs["model"].eq("multimodal"), list(reference.METRICS)]
+ours = (paper * 0.93).round(4)
+for m in reference.METRICS:
+    ours[f"{m}_lo"] = (ours[m] - 0.0612).clip(lower=0.0)
+    ours[f"{m}_hi"] = (ours[m] + 0.0488).clip(upper=1.0)
+metrics.style_comparison(metrics.comparison_table(ours, paper, metrics=list(reference.METRICS)))
+
+# %% [markdown]
+# ## Claims
+
+# %%
+show_claims(
+    {
+        "chapter": "multimodal-vae",
+        "paper": "a paper",
+        "profile": "custom",
+        "data": {"kind": "synthetic", "format": "mimic-cxr", "root": None},
+        "claims": [
+            {"id": "a", "claim": "A holds", "paper_evidence": "1", "ours": "1", "holds": True},
+            {"id": "b", "claim": "B fails", "paper_evidence": "2", "ours": "0", "holds": False},
+            {"id": "c", "claim": "C untested", "paper_evidence": "3", "ours": "-", "holds": None},
+        ],
+    }
+)
 """
 
+VERDICT_WORDS = ["holds", "does not hold", "not testable here"]
 
-def _find_chromium() -> str | None:
-    return next(
+
+# --------------------------------------------------------------------------------------------
+# Chromium and its driver
+
+
+def _binaries() -> tuple[str | None, str | None]:
+    browser = next(
         (p for n in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(n))),
         None,
     )
+    return browser, shutil.which("chromedriver")
 
 
-def _install_chromium() -> str:
+def _apt_install(packages: tuple[str, ...]) -> str:
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "not root or no apt-get here: install Debian's `chromium` package"
+        return f"not root or no apt-get here: install Debian's {' and '.join(packages)}"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (
         ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+        ["apt-get", "install", "-y", "--no-install-recommends", *packages],
     ):
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
         if r.returncode:
@@ -93,14 +146,38 @@ def _install_chromium() -> str:
 
 
 @pytest.fixture(scope="session")
-def chromium() -> str:
-    path = _find_chromium()
-    if path is None:
-        why = _install_chromium()
-        path = _find_chromium()
-        if path is None:
-            pytest.skip(f"headless Chromium is not available ({why})")
-    return path
+def chrome_binaries() -> tuple[str, str]:
+    """(chromium, chromedriver), from Debian; both come from the same source package, so
+    their versions match."""
+    browser, driver = _binaries()
+    if browser is None or driver is None:
+        why = _apt_install(APT_PACKAGES)
+        browser, driver = _binaries()
+        if browser is None or driver is None:
+            pytest.skip(f"headless Chromium and chromedriver are not available ({why})")
+    return browser, driver
+
+
+@pytest.fixture(scope="module")
+def browser(chrome_binaries: tuple[str, str], tmp_path_factory):
+    """One headless Chromium, 1,400 px wide, driven by Selenium through Debian's chromedriver
+    (given explicitly, so Selenium Manager never tries to download one)."""
+    binary, driver_path = chrome_binaries
+    options = Options()
+    options.binary_location = binary
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    driver.set_page_load_timeout(120)
+    driver.set_script_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+# --------------------------------------------------------------------------------------------
+# the tiny book
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +185,7 @@ def tiny_book(tmp_path_factory) -> Path:
     """A one-chapter book, executed by papermill and built like the real one (-W)."""
     src = tmp_path_factory.mktemp("tiny-book")
     shutil.copy(ROOT / "_config.yml", src / "_config.yml")
+    shutil.copytree(ROOT / "book" / "_static", src / "book" / "_static")
     (src / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapter\n")
     (src / "intro.md").write_text("# Tiny book\n\nThe {doc}`chapter`.\n")
     raw = src / "raw.ipynb"
@@ -136,117 +214,66 @@ def test_glued_numbers_and_opening_render_without_execution(tiny_book: Path):
     assert "params/multimodal-vae/full.yaml" in html
     assert (tiny_book / "_sources" / "chapter.ipynb").is_file(), "the .ipynb is downloadable"
     assert 'href="_sources/chapter.ipynb"' in html, "the download menu links the .ipynb"
+    assert 'href="_static/mmcxr.css' in html, "the book's CSS is linked from every page"
+    assert (tiny_book / "_static" / "mmcxr.css").is_file()
 
 
-class DevTools:
-    """Just enough of the Chrome DevTools protocol: open a page, evaluate JS, screenshot."""
+# --------------------------------------------------------------------------------------------
+# what the browser reports
 
-    def __init__(self, binary: str, profile: Path):
-        self.proc = subprocess.Popen(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.ws = None
-        self.events: list[dict] = []
-        self._id = 0
-        try:
-            self._connect(profile / "DevToolsActivePort", time.time() + 60)
-        except BaseException:
-            self.close()
-            raise
-
-    def _connect(self, port_file: Path, deadline: float) -> None:
-        import urllib.request
-
-        pages: list[dict] = []
-        while not pages:
-            if time.time() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("Chromium did not open its DevTools port")
-            time.sleep(0.1)
-            if not (port_file.is_file() and port_file.read_text().strip()):
-                continue
-            port = int(port_file.read_text().split()[0])
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as resp:
-                pages = [t for t in json.load(resp) if t["type"] == "page"]
-        self.ws = websocket.create_connection(
-            pages[0]["webSocketDebuggerUrl"], timeout=60, suppress_origin=True
-        )
-
-    def call(self, method: str, **params):
-        self._id += 1
-        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == self._id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg["result"]
-            if "method" in msg:
-                self.events.append(msg)
-
-    def open(self, url: str) -> None:
-        """Navigate and wait for the load event (images and stylesheets loaded)."""
-        self.call("Page.enable")
-        self.call("Page.navigate", url=url)
-        while not any(e["method"] == "Page.loadEventFired" for e in self.events):
-            msg = json.loads(self.ws.recv())
-            if "method" in msg:
-                self.events.append(msg)
-
-    def evaluate(self, js: str):
-        res = self.call("Runtime.evaluate", expression=js, awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in res:
-            raise RuntimeError(f"page script failed: {res['exceptionDetails']}")
-        return res["result"]["value"]
-
-    def close(self) -> None:
-        if self.ws is not None:
-            self.ws.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-# Waits for the page and its images, then reports every image and every link.
+# Waits for the page's images, then reports them, the links, the window and the layout of
+# every table in the article column (the column sphinx-book-theme sets the text in).
 PAGE_REPORT = """
-(async () => {
-  const imgs = [...document.images];
-  imgs.forEach(i => { i.loading = 'eager'; });
-  await Promise.all(imgs.map(i => i.decode().catch(() => null)));
-  return {
-    images: imgs.map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0})),
-    links: [...document.querySelectorAll('a[href]')].map(a => a.href),
-    title: document.title,
-  };
-})()
+const imgs = [...document.images];
+imgs.forEach(i => { i.loading = 'eager'; });
+await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+const column = document.querySelector('article.bd-article') || document.querySelector('main');
+const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, right: r.right,
+  width: r.width, height: r.height}; };
+return {
+  title: document.title,
+  innerWidth: window.innerWidth,
+  images: imgs.map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0})),
+  links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+  column: column ? {...box(column), clientWidth: column.clientWidth,
+                    tag: column.tagName + '.' + column.className} : null,
+  tables: column ? [...column.querySelectorAll('table')].map(t => ({...box(t),
+    scrollWidth: t.scrollWidth, text: t.innerText.replace(/\\s+/g, ' ').slice(0, 400),
+    heads: [...t.querySelectorAll('thead th')].map(h => h.innerText.trim())})) : [],
+  verdicts: [...document.querySelectorAll('.verdict')].map(v => ({...box(v),
+    text: v.innerText.trim(), cls: v.className,
+    background: getComputedStyle(v).backgroundColor, color: getComputedStyle(v).color})),
+};
 """
+PAGE_REPORT_JS = f"return (async () => {{ {PAGE_REPORT} }})();"
 
 
-def _page_report(chromium: str, page: Path, profile: Path, screenshot: Path | None = None):
-    tools = DevTools(chromium, profile)
-    try:
-        tools.open(page.as_uri())
-        report = tools.evaluate(PAGE_REPORT)
-        if screenshot is not None:
-            size = tools.call("Page.getLayoutMetrics")["cssContentSize"]
-            clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
-            png = tools.call(
-                "Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True
-            )["data"]
-            screenshot.parent.mkdir(parents=True, exist_ok=True)
-            screenshot.write_bytes(base64.b64decode(png))
-    finally:
-        tools.close()
+def _save_full_page(driver: webdriver.Chrome, path: Path) -> None:
+    """A screenshot of the whole page at the window's width (Chrome's own capture, through
+    chromedriver's CDP command; no scrolling and stitching)."""
+    width, height = driver.execute_script(
+        "return [document.documentElement.clientWidth, document.documentElement.scrollHeight];"
+    )
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        },
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def _page_report(driver: webdriver.Chrome, page: Path, screenshot: Path) -> dict:
+    driver.get(page.as_uri())  # returns after the load event
+    report = driver.execute_script(PAGE_REPORT_JS)
+    _save_full_page(driver, screenshot)
     return report
 
 
 def _broken_local_links(links: list[str]) -> list[str]:
-    from urllib.parse import unquote, urlsplit
-
     broken = []
     for href in links:
         u = urlsplit(href)
@@ -256,10 +283,50 @@ def _broken_local_links(links: list[str]) -> list[str]:
     return broken
 
 
+def _overflowing_tables(report: dict) -> list[str]:
+    """Tables wider than the article column, or reaching past its right edge."""
+    col = report["column"]
+    return [
+        f"table {t['text'][:50]!r}: {t['width']:.0f} px wide (scrollWidth {t['scrollWidth']}), "
+        f"right edge {t['right']:.0f} px, the column ({col['tag']}) is {col['clientWidth']} px "
+        f"wide and ends at {col['right']:.0f} px"
+        for t in report["tables"]
+        if t["scrollWidth"] > col["clientWidth"] or t["right"] > col["right"] + 0.5
+    ]
+
+
+def _verdict_problems(driver: webdriver.Chrome, report: dict) -> list[str]:
+    """Every verdict badge is laid out, styled by the book's CSS and drawn (pixels)."""
+    problems = []
+    elements = driver.find_elements(By.CSS_SELECTOR, ".verdict")
+    for v, el in zip(report["verdicts"], elements, strict=True):
+        if v["width"] <= 0 or v["height"] <= 0 or not v["text"]:
+            problems.append(f"verdict {v['cls']!r} is not laid out: {v}")
+            continue
+        if v["background"] in ("rgba(0, 0, 0, 0)", "transparent"):
+            problems.append(f"verdict {v['text']!r} has no badge style (book CSS not loaded?)")
+        # the badge as drawn: its text must put a good share of ink on the background
+        img = Image.open(io.BytesIO(el.screenshot_as_png)).convert("L")
+        hist = img.histogram()
+        background = max(range(256), key=hist.__getitem__)
+        ink = sum(n for level, n in enumerate(hist) if abs(level - background) > 60)
+        if ink < 0.04 * img.width * img.height:
+            problems.append(
+                f"verdict {v['text']!r} draws almost nothing ({ink} of "
+                f"{img.width * img.height} px differ from its background)"
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# the pages
+
+
 @pytest.mark.browser
-def test_chapter_page_in_chromium(chromium: str, tiny_book: Path, tmp_path: Path):
-    shot = ARTIFACTS / "chapter.png"
-    report = _page_report(chromium, tiny_book / "chapter.html", tmp_path / "profile", shot)
+def test_chapter_page_in_chromium(browser: webdriver.Chrome, tiny_book: Path):
+    shot = ARTIFACTS / "tiny-book-chapter.png"
+    report = _page_report(browser, tiny_book / "chapter.html", shot)
+    assert report["innerWidth"] == WIDTH, "the page is checked in a 1,400 px wide window"
     assert "tiny chapter" in report["title"].lower()
     figures = [i for i in report["images"] if "_images/" in i["src"]]
     assert figures, "the chapter's matplotlib figure is on the page"
@@ -267,20 +334,41 @@ def test_chapter_page_in_chromium(chromium: str, tiny_book: Path, tmp_path: Path
     local = [h for h in report["links"] if h.startswith("file:")]
     assert any(h.endswith("intro.html") for h in local), "the {doc} link is on the page"
     assert not _broken_local_links(report["links"])
-    assert shot.stat().st_size > 10_000, "a screenshot of the rendered page is kept"
+    assert Image.open(shot).width == WIDTH and shot.stat().st_size > 10_000, "a screenshot is kept"
+
+    col = report["column"]
+    assert col is not None and col["tag"].startswith("ARTICLE"), "the article column is found"
+    comparison = [t for t in report["tables"] if "AUROC" in t["heads"]]
+    assert len(comparison) == 1, f"the comparison table is in the column: {report['tables']}"
+    assert comparison[0]["heads"][-5:] == ["Accuracy", "Precision", "Recall", "F1", "AUROC"]
+    assert "paper 0.993" in comparison[0]["text"], "the paper's numbers are in the cells"
+    assert not _overflowing_tables(report), "\n".join(_overflowing_tables(report))
+
+    assert [v["text"] for v in report["verdicts"]] == VERDICT_WORDS
+    assert len({v["background"] for v in report["verdicts"]}) == 3, "one colour per verdict"
+    problems = _verdict_problems(browser, report)
+    assert not problems, "\n".join(problems)
 
 
-REAL_CHAPTERS = sorted((ROOT / "_build" / "html" / "book" / "chapters").glob("*.html"))
+REAL_BUILD = ROOT / "_build" / "html" / "book"
+REAL_PAGES = sorted((REAL_BUILD / "chapters").glob("*.html")) + sorted(
+    (REAL_BUILD / "generated").glob("scorecard.html")
+)
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not REAL_CHAPTERS, reason="the real book is not built (run `make book`)")
-def test_built_book_chapters_in_chromium(chromium: str, tmp_path: Path):
+@pytest.mark.skipif(not REAL_PAGES, reason="the real book is not built (run `make book`)")
+def test_built_book_pages_in_chromium(browser: webdriver.Chrome):
     problems = []
-    for page in REAL_CHAPTERS:
-        report = _page_report(chromium, page, tmp_path / page.stem)
+    for page in REAL_PAGES:
+        report = _page_report(browser, page, ARTIFACTS / f"book-{page.stem}.png")
         problems += [
             f"{page.name}: image {i['src']} did not load" for i in report["images"] if not i["ok"]
         ]
         problems += [f"{page.name}: broken link {h}" for h in _broken_local_links(report["links"])]
+        if report["column"] is None:
+            problems.append(f"{page.name}: no article column")
+        else:
+            problems += [f"{page.name}: {p}" for p in _overflowing_tables(report)]
+        problems += [f"{page.name}: {p}" for p in _verdict_problems(browser, report)]
     assert not problems, "\n".join(problems)

@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmcxr import pretrain
 from mmcxr.chapters import late_fusion as lf
 from mmcxr.chapters import late_fusion_reference as reference
+from mmcxr.chapters import late_fusion_results as lfr
 
 # --------------------------------------------------------------------------------------------
 # run grid and run keys
@@ -134,17 +136,18 @@ def _sensitivity(image_auroc: float = 0.85, text_auroc: float = 0.52) -> pd.Data
 
 
 def _holds(results, sensitivity=None, tol=0.01) -> dict[str, bool | None]:
-    table = lf.evaluate_claims(results, sensitivity, tol=tol)
+    table = lfr.evaluate_claims(results, sensitivity, tol=tol)
     return dict(zip(table["id"], table["holds"], strict=True))
 
 
 def test_every_claim_holds_on_the_papers_own_numbers():
-    results, sensitivity = lf.paper_tables()
-    table = lf.evaluate_claims(results, sensitivity)
-    assert list(table["id"]) == [c.id for c in lf.CLAIMS]
-    assert table["paper_holds"].tolist() == [True] * len(lf.CLAIMS)
-    assert table["holds"].tolist() == [True] * len(lf.CLAIMS)  # same tables on both sides
-    assert "0.9995" in table.set_index("id").loc["text-beats-image", "paper_evidence"]
+    results, sensitivity = (reference.results_table(), reference.sensitivity_table())
+    table = lfr.evaluate_claims(results, sensitivity)
+    assert list(table["id"]) == [c.id for c in lfr.CLAIMS]
+    assert table["paper_holds"].tolist() == [True] * len(lfr.CLAIMS)
+    evidence = table.set_index("id")["paper_evidence"]
+    assert "0.9995" in evidence["text-beats-image"]  # the paper's text AUROC, as printed
+    assert "0.5121" in evidence["text-shuffle-collapses"]  # its fused model with text shuffled
 
 
 def test_claims_on_a_table_built_to_satisfy_them():
@@ -192,20 +195,20 @@ def test_missing_runs_leave_claims_undecided():
     h = _holds(results, None)
     assert h["focal-balances-75"] is None and h["text-shuffle-collapses"] is None
     assert h["focal-no-gain-full"] is True
-    table = lf.evaluate_claims(results, None).set_index("id")
+    table = lfr.evaluate_claims(results, None).set_index("id")
     assert table.loc["focal-balances-75", "ours"].startswith("not evaluated")
 
 
 def test_claims_show_intervals_when_the_table_has_them():
     results = _results()
     results["auroc_lo"], results["auroc_hi"] = results["auroc"] - 0.05, results["auroc"] + 0.01
-    table = lf.evaluate_claims(results, _sensitivity()).set_index("id")
+    table = lfr.evaluate_claims(results, _sensitivity()).set_index("id")
     assert "0.945 [0.895, 0.955]" in table.loc["text-beats-image", "ours"]
 
 
 def test_claims_reject_a_table_without_run_columns():
     with pytest.raises(ValueError, match="lacks columns"):
-        lf.evaluate_claims(pd.DataFrame({"auroc": [0.5]}))
+        lfr.evaluate_claims(pd.DataFrame({"auroc": [0.5]}))
 
 
 def test_nan_metric_is_undecided_not_false():
@@ -378,23 +381,23 @@ def test_tables_from_stored_predictions():
     text = results[(results["model"] == "text")]
     image = results[(results["model"] == "image")]
     assert text["auroc"].min() > image["auroc"].max(), "the planted strengths come back"
-    claims = lf.evaluate_claims(results, sensitivity).set_index("id")["holds"]
+    claims = lfr.evaluate_claims(results, sensitivity).set_index("id")["holds"]
     assert claims["text-beats-image"] and claims["text-shuffle-collapses"]
     assert claims["image-shuffle-spares"] and not claims["multimodal-uses-images"]
 
-    fig2 = lf.figure_table(results, "2")
+    fig2 = lfr.figure_table(results, "2")
     assert list(fig2.index) == [
         "Multimodal Full BCE loss",
         "Image Full BCE loss",
         "Text Full BCE loss",
     ]
     assert fig2[("auroc", "paper")].tolist() == [0.9966, 0.7735, 0.9995]
-    assert len(lf.figure_table(results, "4")) == 8
-    sens = lf.sensitivity_table(sensitivity)
+    assert len(lfr.figure_table(results, "4")) == 8
+    sens = lfr.sensitivity_table(sensitivity)
     assert sens.loc["Multimodal Full BCE loss Text Shuffle", ("auroc", "paper")] == 0.5121
     assert np.isnan(sens.loc["Multimodal 75 Focal loss Text Shuffle", ("auroc", "paper")])
     with pytest.raises(ValueError, match="figure must be one of"):
-        lf.figure_table(results, "5")
+        lfr.figure_table(results, "5")
 
 
 def test_figures_draw_every_run():
@@ -402,29 +405,34 @@ def test_figures_draw_every_run():
     runs = _fake_runs()
     long = lf.predictions_long(grid, runs)
     results, sensitivity = lf.results_tables(long, n_boot=10, seed=0)
-    assert len(lf.plot_roc_grid(long).axes) == 4
-    assert len(lf.plot_confusion_grid(long).axes) >= 12  # + colour bars
-    fig = lf.plot_training_grid(lf.histories(grid, runs))
+    assert len(lfr.plot_roc_grid(long).axes) == 4
+    assert len(lfr.plot_confusion_grid(long).axes) >= 12  # + colour bars
+    fig = lfr.plot_training_grid(lf.histories(grid, runs))
     assert sum(len(ax.lines) for ax in fig.axes) == 12 * 3  # train, val, best epoch
-    fig = lf.plot_sensitivity(sensitivity)
+    fig = lfr.plot_sensitivity(sensitivity)
     assert len(fig.axes[0].patches) == 12  # 4 runs x 3 conditions
     # few resamples: an interval can miss its point estimate, or be undefined
     odd = sensitivity.assign(auroc_lo=sensitivity["auroc"] + 0.01)
     odd.loc[0, "auroc_hi"] = np.nan
-    assert len(lf.plot_sensitivity(odd).axes[0].patches) == 12
+    assert len(lfr.plot_sensitivity(odd).axes[0].patches) == 12
 
 
 def test_claims_record_follows_the_books_schema(tmp_path):
     from mmcxr.claims import read_claims, write_claims
 
-    results, sensitivity = lf.paper_tables()
-    claims = lf.evaluate_claims(results, sensitivity)
-    params = {"data_root": None, "data_format": "mimic-cxr-jpg", "seed": 123456}
-    record = lf.claims_record(claims, params)
-    assert record["profile"] == "custom" and record["data"]["kind"] == "synthetic"
+    results, sensitivity = (reference.results_table(), reference.sensitivity_table())
+    claims = lfr.evaluate_claims(results, sensitivity)
+    from mmcxr import claims as claims_engine
+
+    params = {"data_root": None, "data_format": "mimic-cxr-jpg", "profile": "smoke"}
+    record = claims_engine.claims_record(claims, chapter=lf.SLUG, paper=lf.PAPER, params=params)
+    assert record["profile"] == "smoke", "the profile the executor passed in"
+    assert record["data"]["kind"] == "synthetic"
+    no_profile = claims_engine.claims_record(claims, chapter=lf.SLUG, paper=lf.PAPER, params={})
+    assert no_profile["profile"] == "custom" and no_profile["data"]["format"] == "mimic-cxr-jpg"
     path = write_claims(tmp_path, **record)
     back = read_claims(path)
-    assert [c["id"] for c in back["claims"]] == [c.id for c in lf.CLAIMS]
+    assert [c["id"] for c in back["claims"]] == [c.id for c in lfr.CLAIMS]
     assert all(c["holds"] is True for c in back["claims"])
 
 
@@ -492,17 +500,17 @@ def test_text_encoder_is_trained_once_and_reused(tmp_path):
         mlm_epochs=1,
         mlm_lr=1e-3,
     )
-    d, losses = lf.text_encoder_dir(corpus, p, tmp_path, device="cpu", progress=False)
+    d, losses = pretrain.text_encoder_dir(corpus, p, tmp_path, device="cpu", progress=False)
     assert (d / "config.json").is_file() and len(losses) == 1
     stamp = (d / "config.json").stat().st_mtime_ns
-    d2, losses2 = lf.text_encoder_dir(corpus, p, tmp_path, device="cpu", progress=False)
+    d2, losses2 = pretrain.text_encoder_dir(corpus, p, tmp_path, device="cpu", progress=False)
     assert d2 == d and losses2 == losses and (d / "config.json").stat().st_mtime_ns == stamp
-    d3, _ = lf.text_encoder_dir(corpus[:-1], p, tmp_path, device="cpu", progress=False)
+    d3, _ = pretrain.text_encoder_dir(corpus[:-1], p, tmp_path, device="cpu", progress=False)
     assert d3 != d, "another corpus, another encoder"
     model = lf.build_model(lf.RunSpec("text", "full", "bce"), _model_params(), d)
     assert model.text_encoder.pooling == "mean"
     with pytest.raises(FileNotFoundError, match="no-such-bert"):
-        lf.text_encoder_dir(corpus, {**p, "bert_path": str(tmp_path / "no-such-bert")}, tmp_path)
+        pretrain.text_encoder_dir(corpus, p, tmp_path, bert_path=tmp_path / "no-such-bert")
 
 
 def test_every_number_the_prose_quotes_is_glued():
@@ -517,18 +525,18 @@ def test_every_number_the_prose_quotes_is_glued():
         lf.predictions_long(grid, _fake_runs()), n_boot=5, seed=0
     )
     cohort = lf.build_cohort(hand_made_release(), seed=0, split_fractions=(0.5, 0.25, 0.25))
-    claims = lf.evaluate_claims(results, sensitivity)
-    values = lf.headline(cohort, results, sensitivity, claims)
+    claims = lfr.evaluate_claims(results, sensitivity)
+    values = lfr.headline(cohort, results, sensitivity, claims)
     assert quoted <= set(values), f"quoted but never glued: {sorted(quoted - set(values))}"
     assert values["claims_hold"] + values["claims_fail"] <= values["claims_total"] == 9
     assert values["n_images"] == 40 and values["n_pneumonia"] == 8
 
 
 def test_profile_table_lists_what_the_profiles_change(monkeypatch):
-    from mmcxr import book
+    from mmcxr import chapter_page, profiles
 
-    defaults = book.resolved_parameters(lf.SLUG, "book")
-    table = lf.profile_table({**defaults, "epochs": 99})
+    defaults = profiles.resolved_parameters(lf.SLUG, "book")
+    table = chapter_page.profile_table(lf.SLUG, {**defaults, "epochs": 99})
     assert {"synth_n", "image_size", "image_backbone", "epochs"} <= set(table.index)
     assert "seed" not in table.index, "parameters no profile changes are left out"
     assert table.loc["epochs", "this run"] == "99"
@@ -537,6 +545,6 @@ def test_profile_table_lists_what_the_profiles_change(monkeypatch):
     def outside_a_checkout(*args, **kwargs):
         raise RuntimeError("no checkout")
 
-    monkeypatch.setattr(book, "resolved_parameters", outside_a_checkout)
-    table = lf.profile_table({"epochs": 3})
+    monkeypatch.setattr(profiles, "resolved_parameters", outside_a_checkout)
+    table = chapter_page.profile_table(lf.SLUG, {"epochs": 3})
     assert table.loc["epochs", "this run"] == "3"

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from mmcxr.chapters.late_fusion_reference import RECIPE
 from mmcxr.models import (
     IMAGE_ENCODERS,
-    PAPER_001_FROZEN,
     StateDictMismatchError,
     freeze,
     frozen_parameters,
@@ -85,7 +85,7 @@ def test_unknown_encoder_and_bad_input_raise():
 def test_freeze_paper_001_stages():
     torch.manual_seed(0)
     enc = image_encoder("resnet18")
-    frozen = freeze(enc, PAPER_001_FROZEN)
+    frozen = freeze(enc, RECIPE["frozen"])
     assert frozen == frozen_parameters(enc)
     assert all(n.split(".")[0] in {"conv1", "layer1", "layer2"} for n in frozen)
     assert "bn1.weight" not in frozen and any(

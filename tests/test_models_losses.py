@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmcxr.models import PAPER_001_FOCAL, make_loss
+from mmcxr.chapters.late_fusion_reference import RECIPE
+from mmcxr.models import make_loss
 
 
 def _data(shape=(64,)):
@@ -42,7 +43,7 @@ def test_monai_alpha_weights_the_positive_class():
 
 def test_focal_known_value():
     # one positive with logit 0: p = 0.5, FL = -alpha (1-p)^gamma log p
-    alpha, gamma = PAPER_001_FOCAL["subsampled"]
+    alpha, gamma = RECIPE["focal"]["75"]["alpha"], RECIPE["focal"]["75"]["gamma"]
     value = make_loss("focal", alpha=alpha, gamma=gamma)(torch.tensor([0.0]), torch.tensor([1.0]))
     assert value.item() == pytest.approx(alpha * 0.5**gamma * math.log(2), rel=1e-6)
     # gamma down-weights easy examples: a confident correct prediction costs far less than BCE

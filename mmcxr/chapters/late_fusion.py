@@ -1,41 +1,39 @@
-"""The late-fusion chapter (Chao & Li, paper 001): cohort recipe, the 12-run grid, claims.
+"""The late-fusion chapter (Chao & Li, paper 001): its cohort, its 12-run grid, its claims.
 
-The notebook ``notebooks/late-fusion-pneumonia.py`` tells the story; this module holds what
-it would otherwise grow, so that it is unit-tested and the ``smoke``, ``book`` and ``full``
-profiles run exactly the same code:
+The notebook ``notebooks/late-fusion-pneumonia.py`` tells the story; this module holds this
+paper's recipe only, so that it is unit-tested and the ``smoke``, ``book`` and ``full``
+profiles run exactly the same code. What is not particular to the paper lives in the shared
+modules: the fusion model (:mod:`mmcxr.models.fusion`), the focal loss
+(:mod:`mmcxr.models.losses`), the training loop (:mod:`mmcxr.train`), the shuffling test
+(:mod:`mmcxr.evaluate`), the claims engine (:mod:`mmcxr.claims`) and the figures
+(:mod:`mmcxr.plots`).
 
-* :func:`build_cohort` — the paper's selection (PA, erect, non-portable; Pneumonia = 1.0 vs
-  No Finding = 1.0; one study per patient), a patient-level split whose test set is shared by
-  every run, and the 75/25 subsample of the training and validation patients;
-* :func:`run_grid` / :func:`run_config` — the 12 runs (3 models x 2 losses x 2 training sets)
-  and the parameters that identify each one, so finished runs are reused (:mod:`mmcxr.runs`);
-* :func:`train_runs` — train (or reuse) every run from the prepared image cache;
-* :data:`CLAIMS` / :func:`evaluate_claims` — each finding of the paper as a test on a results
-  table, run on the paper's own numbers and on ours.
+* :data:`PARAMETERS` — what every parameter of the chapter must be;
+* :func:`build_cohort` — the paper's selection, a patient split with one shared test set, and
+  the 75/25 subsample of the training and validation patients;
+* :func:`run_grid` / :func:`run_config` — the 12 runs and what identifies each one, so that
+  finished runs are reused (:mod:`mmcxr.runs`);
+* :func:`train_runs` — train (or reuse) every run and score it on the test set;
+* :data:`CLAIMS` — each finding of the paper as a test on a results table.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from mmcxr import book, data, evaluate, metrics, models, plots, train
-from mmcxr.atomic import write_text
-from mmcxr.chapter_page import infer_profile
+from mmcxr import data, evaluate, metrics, models, train
 from mmcxr.chapters import late_fusion_reference as reference
-from mmcxr.provenance import describe_source
-from mmcxr.runs import canonical_json, fingerprint_table, run_key
+from mmcxr.params import Param, common, synthetic
+from mmcxr.runs import fingerprint_table, run_key
 
 SLUG = "late-fusion-pneumonia"
 PAPER = (
@@ -46,12 +44,62 @@ PAPER = (
 MODELS = ("multimodal", "image", "text")
 DATASETS = ("full", "75")
 LOSSES = ("bce", "focal")
+SHUFFLED = ("none", "image", "text")
 METRICS = reference.METRICS
 RUN_COLUMNS = ("model", "dataset", "loss")
+ORDERS = {"model": MODELS, "dataset": DATASETS, "loss": LOSSES, "shuffled": SHUFFLED}
 
 _MODEL_NAMES = {"multimodal": "Multimodal", "image": "Image", "text": "Text"}
 _DATASET_NAMES = {"full": "Full", "75": "75"}
 _LOSS_NAMES = {"bce": "BCE", "focal": "Focal"}
+#: How values are printed in figure titles and legends.
+PLOT_NAMES = {
+    **_MODEL_NAMES,
+    **{k: f"{v} set" for k, v in _DATASET_NAMES.items()},
+    **{k: f"{v} loss" for k, v in _LOSS_NAMES.items()},
+    "none": "intact",
+    "image": "image shuffled",
+    "text": "text shuffled",
+}
+_TEXT_FIELDS = ("report", "findings", "impression")
+
+#: What every parameter must be (checked when the chapter starts: :mod:`mmcxr.params`).
+PARAMETERS: dict[str, Param] = {
+    **common(formats=("mimic-cxr-jpg",)),
+    **synthetic(),
+    "reports_root": Param("str", optional=True, doc="folder of the report files/ tree"),
+    "split_fractions": Param("list", items="float", length=3, low=0, high=1),
+    "subsample_negative_fraction": Param("float", low=0.01, high=0.99),
+    "test_negative_fraction": Param("float", optional=True, low=0.01, high=0.99),
+    "image_size": Param("int", low=16, high=1024),
+    "image_backbone": Param("str"),
+    "image_weights": Param("str", optional=True, doc="a local state dict"),
+    "frozen_layers": Param("list", items="str", doc="image stages kept fixed"),
+    "bert_path": Param("str", optional=True, doc="a local BERT folder"),
+    "text_field": Param("str", choices=_TEXT_FIELDS),
+    "max_length": Param("int", low=8, high=512),
+    "bert_pooling": Param("str", choices=("cls", "mean")),
+    "bert_hidden": Param("int", low=8),
+    "bert_layers": Param("int", low=1),
+    "bert_heads": Param("int", low=1),
+    "vocab_size": Param("int", low=100),
+    "mlm_epochs": Param("int", low=0),
+    "mlm_lr": Param("float", low=0, high=1),
+    "proj_dim": Param("int", low=1),
+    "epochs": Param("int", low=1),
+    "batch_size": Param("int", low=1),
+    "lr": Param("float", low=0, high=1),
+    "schedule": Param("str", choices=("linear", "linear_epoch", "constant")),
+    "weight_decay": Param("float", low=0),
+    "patience": Param("int", low=1),
+    "focal_alpha_full": Param("float", low=0, high=1),
+    "focal_gamma_full": Param("float", low=0),
+    "focal_alpha_75": Param("float", low=0, high=1),
+    "focal_gamma_75": Param("float", low=0),
+    "n_bootstrap": Param("int", low=0),
+    "claim_tol": Param("float", low=0, high=1),
+    "num_workers": Param("int", low=0),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,13 +153,12 @@ def run_grid(focal: Mapping[str, tuple[float, float]]) -> list[RunSpec]:
     missing = [d for d in DATASETS if d not in focal]
     if missing:
         raise ValueError(f"focal (alpha, gamma) missing for training set(s) {missing}")
-    runs = []
-    for dataset in DATASETS:
-        for loss in LOSSES:
-            alpha, gamma = focal[dataset] if loss == "focal" else (None, None)
-            for model in MODELS:
-                runs.append(RunSpec(model, dataset, loss, alpha, gamma))
-    return runs
+    return [
+        RunSpec(model, dataset, loss, *(focal[dataset] if loss == "focal" else (None, None)))
+        for dataset in DATASETS
+        for loss in LOSSES
+        for model in MODELS
+    ]
 
 
 #: Parameters that change what a run learns, by the part of the model they concern. Anything
@@ -130,18 +177,8 @@ SHARED_KEYS = (
     "test_negative_fraction",
 )
 IMAGE_KEYS = ("image_size", "image_backbone", "image_weights", "frozen_layers")
-TEXT_KEYS = (
-    "bert_path",
-    "text_field",
-    "max_length",
-    "bert_pooling",
-    "bert_hidden",
-    "bert_layers",
-    "bert_heads",
-    "vocab_size",
-    "mlm_epochs",
-    "mlm_lr",
-)
+BERT_KEYS = ("vocab_size", "bert_hidden", "bert_layers", "bert_heads", "mlm_epochs", "mlm_lr")
+TEXT_KEYS = ("bert_path", "text_field", "max_length", "bert_pooling", *BERT_KEYS)
 
 
 def run_config(spec: RunSpec, params: Mapping[str, object]) -> dict[str, object]:
@@ -235,7 +272,7 @@ def build_cohort(
     models. Images whose report has no ``text_field`` text cannot feed the text model: they
     are removed as a recorded step with a warning, never silently.
     """
-    _check_columns(
+    check_columns(
         images, ["subject_id", "study_id", "dicom_id", "path", text_field], "the image table"
     )
     flow = data.CohortFlow(images, "images in the release")
@@ -343,70 +380,6 @@ def image_cache_dir(out_dir: Path, cohort: Cohort, size: int) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# the text encoder
-
-
-#: Reports per masked-language-model batch (fixed, so the encoder does not depend on the
-#: classifiers' batch size).
-MLM_BATCH_SIZE = 32
-
-
-def text_encoder_dir(
-    corpus: Sequence[str],
-    params: Mapping[str, object],
-    out_dir: Path,
-    *,
-    device: str = "auto",
-    progress: bool = True,
-) -> tuple[Path, list[float]]:
-    """The folder of the BERT every text-reading run starts from, and its MLM loss curve.
-
-    ``bert_path`` given: that local folder (BioBERT in the paper), loss curve empty.
-    Otherwise a WordPiece vocabulary and a small BERT are trained on ``corpus`` with masked
-    language modelling and saved under ``out_dir``, keyed on the text settings and the
-    corpus, so a re-executed chapter reuses them.
-    """
-    if params["bert_path"] is not None:
-        path = Path(str(params["bert_path"])).expanduser()
-        models.load_text_model(path)  # fails here, naming the folder, if it is not a model
-        return path, []
-    settings = {
-        k: params[k] for k in TEXT_KEYS if k not in ("bert_path", "text_field", "bert_pooling")
-    }
-    settings["seed"] = params["seed"]
-
-    corpus_digest = hashlib.sha256(canonical_json(list(corpus)).encode()).hexdigest()
-    d = Path(out_dir) / "text-encoder" / run_key(settings, corpus_digest)[:16]
-    losses_file = d / "mlm_losses.json"
-    if (d / "config.json").is_file() and losses_file.is_file():
-        return d, json.loads(losses_file.read_text())
-    tokenizer = models.train_wordpiece(corpus, vocab_size=int(params["vocab_size"]))
-    encoder = models.bert_from_scratch(
-        tokenizer,
-        seed=int(params["seed"]),
-        hidden_size=int(params["bert_hidden"]),
-        num_layers=int(params["bert_layers"]),
-        num_heads=int(params["bert_heads"]),
-        max_position=max(int(params["max_length"]), 32),
-    )
-    encoder, losses = models.train_mlm(
-        encoder,
-        tokenizer,
-        corpus,
-        epochs=int(params["mlm_epochs"]),
-        batch_size=MLM_BATCH_SIZE,
-        lr=float(params["mlm_lr"]),
-        max_length=int(params["max_length"]),
-        seed=int(params["seed"]),
-        device=device,
-        progress=progress,
-    )
-    models.save_text_model(d, encoder, tokenizer)
-    write_text(losses_file, json.dumps(losses))  # last: its presence marks the folder complete
-    return d, losses
-
-
-# --------------------------------------------------------------------------------------------
 # datasets, models, runs
 
 
@@ -420,11 +393,8 @@ class Splits:
 
 
 def make_splits(cohort: Cohort, cache, tokens: Mapping[str, object]) -> Splits:
-    """``MultimodalDataset`` s over the cached images and tokenised reports of each split.
-
-    ``tokens`` are aligned with ``cohort.table`` rows (``mmcxr.models.tokenize``). Every
-    dataset carries both modalities; a uni-modal model reads only its own keys.
-    """
+    """``MultimodalDataset`` s over the cached images and tokenised reports of each split
+    (``tokens`` aligned with ``cohort.table`` rows); a uni-modal model reads its own keys."""
 
     def dataset(rows: pd.DataFrame):
         idx = torch.tensor(rows.index.to_numpy(), dtype=torch.long)
@@ -446,12 +416,11 @@ def build_model(spec: RunSpec, params: Mapping[str, object], text_dir: Path | No
     """The paper's classifier for one run, initialised from ``seed`` alone.
 
     The image branch is a MONAI ResNet (``image_backbone``), loaded from ``image_weights``
-    (a local torchvision-format state dict) when given; ``frozen_layers`` are then frozen as
-    in the paper. Freezing randomly initialised layers would fix random features, so that
-    combination warns. The text branch is a fresh copy of the BERT in ``text_dir``, pooled
-    by ``bert_pooling``: BERT's [CLS] state ("cls", what BioBERT classifiers use) or the mean
-    over tokens ("mean"; a small BERT pretrained only by masked-language modelling has never
-    been taught to summarise a report in its [CLS] state, and learns far faster this way).
+    (a local torchvision-format state dict) when given, with ``frozen_layers`` frozen as in
+    the paper (freezing random weights warns). The text branch is a fresh copy of the BERT in
+    ``text_dir``, pooled by ``bert_pooling``: the [CLS] state ("cls", as BioBERT classifiers
+    do) or the mean over tokens ("mean": a small BERT pretrained only by masked-language
+    modelling was never taught to summarise a report in [CLS], and learns far faster so).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(params["seed"]))
@@ -465,14 +434,14 @@ def build_model(spec: RunSpec, params: Mapping[str, object], text_dir: Path | No
                     key_map=lambda k: None if k.startswith("fc.") else k,
                 )
             frozen = list(params["frozen_layers"] or [])
+            if frozen and params["image_weights"] is None:
+                warnings.warn(
+                    f"freezing {frozen} of a randomly initialised {params['image_backbone']}"
+                    ": those layers will keep random weights (set image_weights)",
+                    UserWarning,
+                    stacklevel=2,
+                )
             if frozen:
-                if params["image_weights"] is None:
-                    warnings.warn(
-                        f"freezing {frozen} of a randomly initialised {params['image_backbone']}"
-                        ": those layers will keep random weights (set image_weights)",
-                        UserWarning,
-                        stacklevel=2,
-                    )
                 models.freeze(image, frozen)
         if spec.model in ("text", "multimodal"):
             if text_dir is None:
@@ -482,37 +451,24 @@ def build_model(spec: RunSpec, params: Mapping[str, object], text_dir: Path | No
         return models.build_classifier(spec.model, image, text, proj_dim=int(params["proj_dim"]))
 
 
-SHUFFLED = ("none", "image", "text")
-
-
 def train_run(
-    spec: RunSpec,
-    params: Mapping[str, object],
-    splits: Splits,
-    store,
-    data_fp: str,
-    text_dir: Path | None,
-    *,
-    device: str = "auto",
-    progress: bool = False,
+    spec: RunSpec, params, splits: Splits, store, data_fp: str, text_dir, *, device="auto"
 ):
     """Train one run (or load it if finished) and score it on the shared test set.
 
-    A multimodal run also gets the bimodal sensitivity test (``mmcxr.evaluate``): the test
-    set scored again with its images, then its reports, shuffled. Every prediction is stored
-    with the run, so tables and figures are recomputed from disk without the model.
+    A multimodal run is also scored with its test images, then its test reports, shuffled
+    across cases (the bimodal sensitivity test). Every prediction is stored with the run, so
+    tables and figures are recomputed from disk without the model.
     """
 
     def work(checkpoint_dir: Path) -> dict[str, object]:
         model = build_model(spec, params, text_dir)
-        loss = models.make_loss(
-            spec.loss, alpha=spec.alpha, gamma=spec.gamma if spec.gamma is not None else 2.0
-        )
+        gamma = spec.gamma if spec.gamma is not None else 2.0
         history = train.fit(
             model,
             splits.train[spec.dataset],
             splits.val[spec.dataset],
-            loss=loss,
+            loss=models.make_loss(spec.loss, alpha=spec.alpha, gamma=gamma),
             epochs=int(params["epochs"]),
             batch_size=int(params["batch_size"]),
             lr=float(params["lr"]),
@@ -523,36 +479,26 @@ def train_run(
             seed=int(params["seed"]),
             device=device,
             num_workers=int(params.get("num_workers", 0)),
-            progress=progress,
+            progress=False,
         )
-        test = splits.test
-        probs: dict[str, object] = {}
-
-        def predict_fn(m, ds):
-            p = train.predict(
+        shuffled = ("image", "text") if spec.model == "multimodal" else ()
+        tests = evaluate.shuffled_predictions(
+            model,
+            splits.test,
+            lambda m, ds: train.predict(
                 m, ds, batch_size=max(64, int(params["batch_size"])), device=device, progress=False
-            )
-            if ds is test:
-                probs["none"] = p
-            elif ds.image_keys != test.image_keys:
-                probs["image"] = p
-            else:
-                probs["text"] = p
-            return p
-
-        if spec.model == "multimodal":
-            evaluate.bimodal_sensitivity(model, test, predict_fn, seed=int(params["seed"]))
-        else:
-            predict_fn(model, test)
-        base = probs["none"]
+            ),
+            modalities=shuffled,
+            seed=int(params["seed"]),
+        )
+        base = tests["none"]
         arrays = {"probs": base.probs, "labels": base.labels, "logits": base.logits}
         scores = {"test": metrics.binary_metrics(base.labels, base.probs)}
-        for modality in ("image", "text"):
-            if modality in probs:
-                arrays[f"probs_{modality}_shuffled"] = probs[modality].probs
-                scores[f"test_{modality}_shuffled"] = metrics.binary_metrics(
-                    probs[modality].labels, probs[modality].probs
-                )
+        for modality in shuffled:
+            arrays[f"probs_{modality}_shuffled"] = tests[modality].probs
+            scores[f"test_{modality}_shuffled"] = metrics.binary_metrics(
+                tests[modality].labels, tests[modality].probs
+            )
         scores.update(
             best_epoch=history.best_epoch,
             epochs_run=len(history.table),
@@ -564,15 +510,8 @@ def train_run(
 
 
 def train_runs(
-    grid: Sequence[RunSpec],
-    params: Mapping[str, object],
-    splits: Splits,
-    store,
-    data_fp: str,
-    text_dir: Path | None,
-    *,
-    device: str = "auto",
-) -> dict[str, object]:
+    grid: Sequence[RunSpec], params, splits: Splits, store, data_fp, text_dir, *, device="auto"
+):
     """Every run of ``grid`` (finished ones loaded from ``store``), by run name."""
     out = {}
     bar = tqdm(grid, desc="runs", unit="run")
@@ -585,35 +524,26 @@ def train_runs(
 
 def predictions_long(grid: Sequence[RunSpec], runs: Mapping[str, object]) -> pd.DataFrame:
     """One row per run, shuffle condition and test case: ``model, dataset, loss, shuffled,
-    case, label, prob`` (the table bootstraps and figures read)."""
+    case, label, prob`` (what the bootstrap tables and the figures read)."""
     parts = []
     for spec in grid:
         pred = runs[spec.name].predictions
         for shuffled in SHUFFLED:
             key = "probs" if shuffled == "none" else f"probs_{shuffled}_shuffled"
-            if key not in pred:
-                continue
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "model": spec.model,
-                        "dataset": spec.dataset,
-                        "loss": spec.loss,
-                        "shuffled": shuffled,
-                        "case": range(len(pred[key])),
-                        "label": pred["labels"],
-                        "prob": pred[key],
-                    }
+            if key in pred:
+                parts.append(
+                    pd.DataFrame(
+                        {"model": spec.model, "dataset": spec.dataset, "loss": spec.loss}
+                        | {"shuffled": shuffled, "case": range(len(pred[key]))}
+                        | {"label": pred["labels"], "prob": pred[key]}
+                    )
                 )
-            )
     return pd.concat(parts, ignore_index=True)
 
 
-def results_tables(
-    long: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def results_tables(long: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0):
     """Our Figures 2-4 (``results``) and Figure 2 bottom (``sensitivity``) with bootstrap
-    95% intervals, in the tidy layout of :func:`paper_tables`."""
+    95% intervals, in the tidy layout of the paper's tables (:mod:`late_fusion_reference`)."""
     by = [*RUN_COLUMNS, "shuffled"]
     table = evaluate.predictions_ci(long, by=by, n_boot=n_boot, seed=seed).reset_index()
     results = table[table["shuffled"] == "none"].drop(columns="shuffled").reset_index(drop=True)
@@ -631,623 +561,15 @@ def histories(grid: Sequence[RunSpec], runs: Mapping[str, object]) -> pd.DataFra
     return pd.concat(parts, ignore_index=True)
 
 
-# --------------------------------------------------------------------------------------------
-# results tables
-
-
-def _check_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+def check_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"{what} lacks columns {missing}; it has {list(table.columns)}")
 
 
-def with_labels(table: pd.DataFrame) -> pd.DataFrame:
-    """Index a tidy results (or sensitivity) table by the paper's run labels."""
-    _check_columns(table, RUN_COLUMNS, "results table")
-    shuffled = table["shuffled"] if "shuffled" in table.columns else ["none"] * len(table)
-    labels = [
-        run_label(m, d, lo, s)
-        for m, d, lo, s in zip(
-            table["model"], table["dataset"], table["loss"], shuffled, strict=True
-        )
-    ]
-    return table.set_index(pd.Index(labels, name="run"))
-
-
-def paper_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The paper's Figures 2-4 (results) and Figure 2 bottom (sensitivity), tidy."""
-    return reference.results_table(), reference.sensitivity_table()
-
-
-# --------------------------------------------------------------------------------------------
-# claims
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Whether a claim holds on one results table, and the numbers that decide it.
-
-    ``holds`` is None when the table lacks a run the claim needs (nothing is decided).
-    """
-
-    holds: bool | None
-    evidence: str
-
-
-class _Missing(LookupError):
-    pass
-
-
-class _Table:
-    """Lookup of one metric of one run, with its bootstrap interval when the table has one."""
-
-    def __init__(self, results: pd.DataFrame, sensitivity: pd.DataFrame | None) -> None:
-        _check_columns(results, RUN_COLUMNS, "results table")
-        self.results = results
-        self.sensitivity = sensitivity
-
-    def _row(self, table: pd.DataFrame | None, keys: dict[str, str]) -> pd.Series:
-        if table is None:
-            raise _Missing("no sensitivity table")
-        mask = pd.Series(True, index=table.index)
-        for col, value in keys.items():
-            mask &= table[col] == value
-        rows = table[mask]
-        if len(rows) == 0:
-            raise _Missing(f"no run {run_label(**keys)}")
-        if len(rows) > 1:
-            raise ValueError(f"the table holds {len(rows)} rows for {run_label(**keys)}")
-        return rows.iloc[0]
-
-    def value(self, metric: str, model: str, dataset: str, loss: str, shuffled: str = "none"):
-        keys = {"model": model, "dataset": dataset, "loss": loss}
-        if shuffled == "none":
-            row = self._row(self.results, keys)
-        else:
-            row = self._row(self.sensitivity, keys | {"shuffled": shuffled})
-        x = float(row[metric])
-        if math.isnan(x):
-            raise _Missing(f"{metric} of {run_label(model, dataset, loss, shuffled)} is undefined")
-        lo, hi = row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
-        return _Number(x, None if lo is None else float(lo), None if hi is None else float(hi))
-
-    def sensitivity_runs(self) -> list[tuple[str, str, str]]:
-        if self.sensitivity is None or len(self.sensitivity) == 0:
-            raise _Missing("no sensitivity table")
-        s = self.sensitivity
-        return sorted(
-            {(m, d, lo) for m, d, lo in zip(s["model"], s["dataset"], s["loss"], strict=True)}
-        )
-
-
-@dataclass(frozen=True)
-class _Number:
-    x: float
-    lo: float | None = None
-    hi: float | None = None
-
-    def __str__(self) -> str:
-        if self.lo is None or self.hi is None or math.isnan(self.lo) or math.isnan(self.hi):
-            return f"{self.x:.4g}"  # a reported number: as many digits as papers print
-        return f"{self.x:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
-
-
-def _retained(shuffled: float, intact: float) -> float:
-    """Share of the above-chance AUROC that survives shuffling one modality (1 = none lost)."""
-    if intact <= 0.5:
-        return math.nan
-    return (shuffled - 0.5) / (intact - 0.5)
-
-
-def _text_beats_image(t: _Table, tol: float) -> Verdict:
-    parts, ok = [], True
-    for dataset in DATASETS:
-        for loss in LOSSES:
-            txt = t.value("auroc", "text", dataset, loss)
-            img = t.value("auroc", "image", dataset, loss)
-            ok &= txt.x > img.x
-            parts.append(
-                f"{_DATASET_NAMES[dataset]} {_LOSS_NAMES[loss]}: text {txt} vs image {img}"
-            )
-    return Verdict(ok, "AUROC " + "; ".join(parts))
-
-
-def _text_not_worse_than_multimodal(t: _Table, tol: float) -> Verdict:
-    parts, ok = [], True
-    for metric in ("accuracy", "precision", "f1", "auroc"):
-        txt = t.value(metric, "text", "full", "bce")
-        mm = t.value(metric, "multimodal", "full", "bce")
-        ok &= txt.x >= mm.x - tol
-        parts.append(f"{metric} text {txt} vs multimodal {mm}")
-    return Verdict(ok, "Full BCE: " + "; ".join(parts))
-
-
-def _shuffle_verdict(t: _Table, modality: str, test: Callable[[float], bool]) -> Verdict:
-    parts, ok = [], True
-    for model, dataset, loss in t.sensitivity_runs():
-        intact = t.value("auroc", model, dataset, loss)
-        shuffled = t.value("auroc", model, dataset, loss, shuffled=modality)
-        r = _retained(shuffled.x, intact.x)
-        ok &= bool(test(r))
-        parts.append(
-            f"{run_label(model, dataset, loss)}: AUROC {intact} -> {shuffled} with "
-            f"{modality} shuffled ({r:.0%} of the above-chance AUROC kept)"
-        )
-    return Verdict(ok, "; ".join(parts))
-
-
-#: Shuffling a modality "collapses" the model when at most this share of its above-chance
-#: AUROC survives, and "spares" it when at least ``SPARED`` survives.
-COLLAPSED, SPARED = 0.25, 0.75
-
-
-def _text_shuffle_collapses(t: _Table, tol: float) -> Verdict:
-    return _shuffle_verdict(t, "text", lambda r: r <= COLLAPSED)
-
-
-def _image_shuffle_spares(t: _Table, tol: float) -> Verdict:
-    return _shuffle_verdict(t, "image", lambda r: r >= SPARED)
-
-
-def _images_used(t: _Table, tol: float) -> Verdict:
-    parts, ok = [], True
-    for model, dataset, loss in t.sensitivity_runs():
-        intact = t.value("auroc", model, dataset, loss)
-        shuffled = t.value("auroc", model, dataset, loss, shuffled="image")
-        ok &= intact.x - shuffled.x > tol
-        parts.append(f"{run_label(model, dataset, loss)}: AUROC {intact} -> {shuffled}")
-    return Verdict(ok, f"(needs a drop > {tol:g}) " + "; ".join(parts))
-
-
-def _focal_no_clear_gain_full(t: _Table, tol: float) -> Verdict:
-    parts, ok = [], True
-    for model in MODELS:
-        bce = t.value("auroc", model, "full", "bce")
-        foc = t.value("auroc", model, "full", "focal")
-        ok &= foc.x - bce.x <= tol
-        parts.append(f"{_MODEL_NAMES[model]} BCE {bce} vs focal {foc}")
-    return Verdict(ok, f"Full set AUROC (gain <= {tol:g} counts as none): " + "; ".join(parts))
-
-
-def _gap(t: _Table, model: str, dataset: str, loss: str) -> float:
-    return abs(
-        t.value("precision", model, dataset, loss).x - t.value("recall", model, dataset, loss).x
-    )
-
-
-def _focal_balances_75(t: _Table, tol: float) -> Verdict:
-    parts, ok = [], True
-    for model in MODELS:
-        bce, foc = _gap(t, model, "75", "bce"), _gap(t, model, "75", "focal")
-        ok &= foc < bce
-        parts.append(f"{_MODEL_NAMES[model]} BCE {bce:.3f} vs focal {foc:.3f}")
-    return Verdict(ok, "75 set |precision - recall|: " + "; ".join(parts))
-
-
-def _subsample_focal_best_balance(t: _Table, tol: float) -> Verdict:
-    gaps = {(d, lo): _gap(t, "multimodal", d, lo) for d in DATASETS for lo in LOSSES}
-    best = min(gaps, key=gaps.get)
-    listed = "; ".join(
-        f"{_DATASET_NAMES[d]} {_LOSS_NAMES[lo]} {g:.3f}" for (d, lo), g in gaps.items()
-    )
-    return Verdict(best == ("75", "focal"), f"Multimodal |precision - recall|: {listed}")
-
-
-def _multimodal_best_auroc_75(t: _Table, tol: float) -> Verdict:
-    parts, ok = [], True
-    for loss in LOSSES:
-        mm = t.value("auroc", "multimodal", "75", loss)
-        best = max(("image", "text"), key=lambda m: t.value("auroc", m, "75", loss).x)
-        uni = t.value("auroc", best, "75", loss)
-        ok &= mm.x >= uni.x - tol
-        parts.append(f"{_LOSS_NAMES[loss]}: multimodal {mm} vs {best} {uni}")
-    return Verdict(ok, f"75 set AUROC (ties within {tol:g} count): " + "; ".join(parts))
-
-
-@dataclass(frozen=True)
-class ClaimSpec:
-    """One finding of the paper and the test that decides it on a results table."""
-
-    id: str
-    claim: str
-    test: Callable[[_Table, float], Verdict]
-
-
-CLAIMS: tuple[ClaimSpec, ...] = (
-    ClaimSpec(
-        "text-beats-image",
-        "The report text alone separates pneumonia from no finding better (higher AUROC) "
-        "than the image alone, for every training set and loss.",
-        _text_beats_image,
-    ),
-    ClaimSpec(
-        "text-matches-multimodal-full-bce",
-        "Trained with BCE on the full set, the text-only model is at least as good as the "
-        "multimodal one on accuracy, precision, F1 and AUROC.",
-        _text_not_worse_than_multimodal,
-    ),
-    ClaimSpec(
-        "text-shuffle-collapses",
-        "The multimodal model collapses to chance (AUROC near 0.5) when the reports are "
-        "shuffled across the test set.",
-        _text_shuffle_collapses,
-    ),
-    ClaimSpec(
-        "image-shuffle-spares",
-        "Shuffling the images instead leaves the multimodal model largely intact.",
-        _image_shuffle_spares,
-    ),
-    ClaimSpec(
-        "multimodal-uses-images",
-        "The multimodal model still uses the images: shuffling them costs some AUROC.",
-        _images_used,
-    ),
-    ClaimSpec(
-        "focal-no-gain-full",
-        "On the full (about 90/10) set, focal loss does not clearly improve any model's AUROC "
-        "over BCE.",
-        _focal_no_clear_gain_full,
-    ),
-    ClaimSpec(
-        "focal-balances-75",
-        "On the 75/25 subsample, focal loss narrows the gap between precision and recall "
-        "relative to BCE, for every model.",
-        _focal_balances_75,
-    ),
-    ClaimSpec(
-        "subsample-focal-best-balance",
-        "Subsampling plus focal loss gives the multimodal model its best-balanced precision "
-        "and recall of the four training recipes.",
-        _subsample_focal_best_balance,
-    ),
-    ClaimSpec(
-        "multimodal-best-auroc-75",
-        "On the 75/25 subsample the multimodal model reaches at least the AUROC of the best "
-        "single-modality model, with either loss.",
-        _multimodal_best_auroc_75,
-    ),
-)
-
-
-def check_claim(
-    claim: ClaimSpec,
-    results: pd.DataFrame,
-    sensitivity: pd.DataFrame | None = None,
-    tol: float = 0.01,
-) -> Verdict:
-    """Run one claim's test; a run the claim needs but the tables lack gives ``holds=None``."""
-    try:
-        return claim.test(_Table(results, sensitivity), tol)
-    except _Missing as e:
-        return Verdict(None, f"not evaluated: {e}")
-
-
-def evaluate_claims(
-    results: pd.DataFrame,
-    sensitivity: pd.DataFrame | None = None,
-    *,
-    tol: float = 0.01,
-    claims: Sequence[ClaimSpec] = CLAIMS,
-) -> pd.DataFrame:
-    """Every claim decided on our tables and, with the same test, on the paper's numbers.
-
-    ``results``: one row per run, columns ``model, dataset, loss`` and the metrics (optionally
-    ``<metric>_lo``/``<metric>_hi``); ``sensitivity``: the same plus ``shuffled`` in
-    {"none", "image", "text"}. ``tol`` is the margin within which two metrics count as equal.
-    Returns columns ``id, claim, paper_evidence, paper_holds, ours, holds``.
-    """
-    paper_results, paper_sensitivity = paper_tables()
-    rows = []
-    for c in claims:
-        paper = check_claim(c, paper_results, paper_sensitivity, tol)
-        ours = check_claim(c, results, sensitivity, tol)
-        rows.append(
-            {
-                "id": c.id,
-                "claim": c.claim,
-                "paper_evidence": paper.evidence,
-                "paper_holds": paper.holds,
-                "ours": ours.evidence,
-                "holds": ours.holds,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------------------------
-# the chapter's tables
-
-
-#: The runs each of the paper's result figures compares.
-FIGURES: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "2": tuple((m, "full", "bce") for m in MODELS),
-    "3": tuple((m, "full", lo) for m in MODELS for lo in LOSSES),
-    "4": (("multimodal", "full", "bce"), ("multimodal", "full", "focal"))
-    + tuple((m, "75", lo) for lo in LOSSES for m in MODELS),
-}
-
-
-def figure_table(results: pd.DataFrame, figure: str) -> pd.DataFrame:
-    """Ours (with 95% intervals) beside the paper for the runs of one of its figures."""
-    if figure not in FIGURES:
-        raise ValueError(f"figure must be one of {sorted(FIGURES)}, got {figure!r}")
-    runs = [run_label(*r) for r in FIGURES[figure]]
-    ours = with_labels(results).reindex(runs)
-    paper = with_labels(reference.results_table()).reindex(runs)
-    return metrics.comparison_table(ours, paper[list(METRICS)], metrics=list(METRICS))
-
-
-def sensitivity_table(sensitivity: pd.DataFrame) -> pd.DataFrame:
-    """Our bimodal sensitivity tests beside the paper's (it tested the Full BCE model only)."""
-    ours = with_labels(sensitivity)
-    paper = with_labels(reference.sensitivity_table()).reindex(ours.index)
-    return metrics.comparison_table(ours, paper[list(METRICS)], metrics=list(METRICS))
-
-
-def profile_table(params: Mapping[str, object], slug: str = SLUG) -> pd.DataFrame:
-    """The parameters that differ between the ``smoke``, ``book`` and ``full`` profiles,
-    read from the notebook and its profile files, beside the values of this run."""
-    try:
-        profiles = {p: book.resolved_parameters(slug, p) for p in ("smoke", "book", "full")}
-    except (RuntimeError, FileNotFoundError):  # not a checkout: the profile files are absent
-        profiles = {}
-    keys = [
-        k
-        for k in profiles.get("book", params)
-        if len({repr(v.get(k)) for v in profiles.values()} | {repr(params.get(k))}) > 1
-        or not profiles
-    ]
-    rows = {
-        k: {**{p: profiles[p].get(k) for p in profiles}, "this run": params.get(k)} for k in keys
-    }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "parameter"
-    return table.map(repr)
-
-
-def headline(
-    cohort: Cohort, results: pd.DataFrame, sensitivity: pd.DataFrame, claims: pd.DataFrame
-) -> dict[str, float | int]:
-    """The numbers the chapter's prose quotes (glued, never typed)."""
-    t = _Table(results, sensitivity)
-    out: dict[str, float | int] = {
-        "n_images": len(cohort.table),
-        "n_pneumonia": int(cohort.table["label"].sum()),
-        "pneumonia_share": float(cohort.table["label"].mean()),
-        "n_test": int((cohort.table["split"] == "test").sum()),
-        "n_test_pneumonia": int(cohort.rows("full", "test")["label"].sum()),
-        "claims_total": len(claims),
-        "claims_hold": int((claims["holds"] == True).sum()),  # noqa: E712 (None is neither)
-        "claims_fail": int((claims["holds"] == False).sum()),  # noqa: E712
-    }
-    for model in MODELS:
-        for dataset in DATASETS:
-            for loss in LOSSES:
-                for metric in ("auroc", "f1", "precision", "recall"):
-                    try:
-                        value = t.value(metric, model, dataset, loss).x
-                    except _Missing:
-                        value = math.nan
-                    out[f"{model}_{dataset}_{loss}_{metric}"] = value
-    for dataset in DATASETS:
-        for loss in LOSSES:
-            for shuffled in ("image", "text"):
-                try:
-                    value = t.value("auroc", "multimodal", dataset, loss, shuffled).x
-                except _Missing:
-                    value = math.nan
-                out[f"multimodal_{dataset}_{loss}_{shuffled}_shuffled_auroc"] = value
-    # the paper's own numbers quoted beside ours, from the reference tables
-    for (model, dataset, loss), values in reference.RESULTS.items():
-        for metric, value in zip(METRICS, values, strict=True):
-            out[f"paper_{model}_{dataset}_{loss}_{metric}"] = value
-    for (model, dataset, loss, shuffled), values in reference.SENSITIVITY.items():
-        if shuffled != "none":
-            auroc = values[METRICS.index("auroc")]
-            out[f"paper_{model}_{dataset}_{loss}_{shuffled}_shuffled_auroc"] = auroc
-    return out
-
-
-def claims_record(claims: pd.DataFrame, params: Mapping[str, object]) -> dict[str, object]:
-    """The keyword arguments of ``mmcxr.book.write_claims`` for this run: the profile is
-    recognised from the parameters (``custom`` when they match none) and the data source
-    described from ``data_root`` (synthetic or real)."""
-    profile = infer_profile(SLUG, dict(params))
-    return {
-        "chapter": SLUG,
-        "paper": PAPER,
-        "profile": profile if profile in ("smoke", "book", "full") else "custom",
-        "data": describe_source(params["data_root"], str(params["data_format"])),
-        "claims": claims[["id", "claim", "paper_evidence", "ours", "holds"]].to_dict("records"),
-    }
-
-
-def write_metrics(
-    out_dir: Path,
-    *,
-    profile: str,
-    cohort: Cohort,
-    results: pd.DataFrame,
-    sensitivity: pd.DataFrame,
-    runs: Mapping[str, object],
-    params: Mapping[str, object],
-) -> Path:
-    """``metrics.json``: the headline tables, cohort counts and run summaries, atomically."""
-
-    def records(df: pd.DataFrame) -> list[dict[str, object]]:
-        return json.loads(df.to_json(orient="records"))
-
-    record = {
-        "chapter": SLUG,
-        "profile": profile,
-        "parameters": json.loads(canonical_json(params)),
-        "cohort": {"flow": records(cohort.flow), "splits": records(cohort.split_counts())},
-        "results": records(results),
-        "sensitivity": records(sensitivity),
-        "runs": {
-            name: {k: r.metrics.get(k) for k in ("best_epoch", "epochs_run", "stopped_early")}
-            | {"path": str(r.path)}
-            for name, r in runs.items()
-        },
-    }
-    return write_text(Path(out_dir) / "metrics.json", json.dumps(record, indent=2) + "\n")
-
-
-# --------------------------------------------------------------------------------------------
-# the chapter's figures
-
-
-def _panels(nrows: int, ncols: int, size: tuple[float, float]):
-
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
-    return fig, fig.subplots(nrows, ncols, squeeze=False)
-
-
-def plot_roc_grid(long: pd.DataFrame):
-    """ROC curves of the three models, one panel per training set and loss."""
-    with plots.style():
-        fig, axes = _panels(len(DATASETS), len(LOSSES), (4.0, 4.0))
-        base = long[long["shuffled"] == "none"]
-        for i, dataset in enumerate(DATASETS):
-            for j, loss in enumerate(LOSSES):
-                part = base[(base["dataset"] == dataset) & (base["loss"] == loss)]
-                curves = {
-                    _MODEL_NAMES[m]: (g["label"].to_numpy(), g["prob"].to_numpy())
-                    for m in MODELS
-                    if len(g := part[part["model"] == m])
-                }
-                plots.plot_roc(
-                    curves,
-                    ax=axes[i, j],
-                    title=f"{_DATASET_NAMES[dataset]} set, {_LOSS_NAMES[loss]} loss",
-                )
-    return fig
-
-
-def plot_confusion_grid(long: pd.DataFrame, threshold: float = 0.5):
-    """Confusion matrices at the 0.5 threshold: rows = models, columns = set and loss.
-
-    Each row of a matrix is normalised by its true class (counts in brackets), so every
-    panel shares one 0-1 colour scale and the per-panel colour bars are dropped.
-    """
-    base = long[long["shuffled"] == "none"]
-    combos = [(d, lo) for d in DATASETS for lo in LOSSES]
-    names = ["no\nfinding", "pneu-\nmonia"]
-    with plots.style():
-        fig, axes = _panels(len(MODELS), len(combos), (2.3, 2.2))
-        for i, model in enumerate(MODELS):
-            for j, (dataset, loss) in enumerate(combos):
-                ax = axes[i, j]
-                g = base[
-                    (base["model"] == model) & (base["dataset"] == dataset) & (base["loss"] == loss)
-                ]
-                cm = metrics.confusion_matrix(g["label"], g["prob"], threshold, class_names=names)
-                plots.plot_confusion(cm, normalize=True, ax=ax)
-                ax.set_title(run_label(model, dataset, loss).removesuffix(" loss"), fontsize=9)
-                ax.tick_params(labelsize=8)
-                if i < len(MODELS) - 1:
-                    ax.set(xlabel="", xticklabels=[])
-                if j > 0:
-                    ax.set(ylabel="", yticklabels=[])
-        grid_axes = set(axes.ravel())
-        for ax in list(fig.axes):
-            if ax not in grid_axes:  # the colour bars
-                ax.remove()
-    return fig
-
-
-def plot_training_grid(history: pd.DataFrame):
-    """Training (dashed) and validation (solid) loss per epoch, one panel per set and loss.
-
-    The two losses are on different scales (focal loss is far smaller than BCE), so each
-    panel has its own y axis; a marker shows the epoch whose weights were kept.
-    """
-    with plots.style():
-        fig, axes = _panels(len(DATASETS), len(LOSSES), (4.2, 3.0))
-        for i, dataset in enumerate(DATASETS):
-            for j, loss in enumerate(LOSSES):
-                ax = axes[i, j]
-                for k, model in enumerate(MODELS):
-                    h = history[
-                        (history["model"] == model)
-                        & (history["dataset"] == dataset)
-                        & (history["loss"] == loss)
-                    ]
-                    if not len(h):
-                        continue
-                    colour = plots.PALETTE[k]
-                    ax.plot(h["epoch"], h["train_loss"], ls="--", lw=1.2, color=colour)
-                    ax.plot(
-                        h["epoch"], h["val_loss"], lw=1.6, color=colour, label=_MODEL_NAMES[model]
-                    )
-                    best = h.loc[h["val_loss"].idxmin()]
-                    ax.plot(best["epoch"], best["val_loss"], "o", color=colour, ms=5)
-                ax.set(
-                    title=f"{_DATASET_NAMES[dataset]} set, {_LOSS_NAMES[loss]} loss",
-                    xlabel="epoch",
-                    ylabel="loss",
-                )
-                ax.xaxis.get_major_locator().set_params(integer=True)
-        axes[0, 0].legend(title="validation (solid)\ntraining (dashed)", loc="upper right")
-    return fig
-
-
-def plot_sensitivity(sensitivity: pd.DataFrame):
-    """AUROC of each multimodal run as is and with one modality shuffled (95% intervals),
-    with the paper's Full BCE values as black ticks."""
-    paper = reference.sensitivity_table()
-    runs = [(d, lo) for d in DATASETS for lo in LOSSES]
-    width = 0.26
-    with plots.style():
-        fig, axes = _panels(1, 1, (7.0, 3.4))
-        ax = axes[0, 0]
-        for k, shuffled in enumerate(SHUFFLED):
-            xs, ys, err = [], [], [[], []]
-            for r, (dataset, loss) in enumerate(runs):
-                row = sensitivity[
-                    (sensitivity["dataset"] == dataset)
-                    & (sensitivity["loss"] == loss)
-                    & (sensitivity["shuffled"] == shuffled)
-                ]
-                if not len(row):
-                    continue
-                row = row.iloc[0]
-                xs.append(r + (k - 1) * width)
-                ys.append(row["auroc"])
-                err[0].append(row["auroc"] - row.get("auroc_lo", row["auroc"]))
-                err[1].append(row.get("auroc_hi", row["auroc"]) - row["auroc"])
-                p = paper[
-                    (paper["dataset"] == dataset)
-                    & (paper["loss"] == loss)
-                    & (paper["shuffled"] == shuffled)
-                ]
-                if len(p):
-                    ax.plot(
-                        [xs[-1] - width / 2, xs[-1] + width / 2],
-                        [p["auroc"].iloc[0]] * 2,
-                        color="black",
-                        lw=2,
-                        label="paper (Full BCE only)"
-                        if (shuffled, dataset, loss) == ("none", "full", "bce")
-                        else None,
-                    )
-            label = "intact" if shuffled == "none" else f"{shuffled} shuffled"
-            ax.bar(
-                xs,
-                ys,
-                width,
-                # a percentile interval from few resamples can miss the point estimate, and
-                # an undefined one is NaN: draw what lies on each side, never a negative bar
-                yerr=np.nan_to_num(np.clip(np.asarray(err, dtype=float), 0, None)),
-                color=plots.PALETTE[k],
-                label=label,
-                capsize=2,
-                error_kw={"lw": 0.8},
-            )
-        ax.axhline(0.5, color="grey", ls=":", lw=1)
-        ax.set_xticks(
-            range(len(runs)), [f"{_DATASET_NAMES[d]} set, {_LOSS_NAMES[lo]}" for d, lo in runs]
-        )
-        ax.set(ylim=(0, 1.05), ylabel="test AUROC", title="Multimodal model, bimodal sensitivity")
-        ax.legend(ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.08))
-    return fig
+def fused_model_summary(params: Mapping[str, object], splits: Splits, text_dir: Path | None):
+    """The layers, output shapes and parameter counts of this run's fused model, on two test
+    cases (:func:`mmcxr.models.model_summary`)."""
+    spec = RunSpec("multimodal", "full", "bce")
+    batch = torch.utils.data.default_collate([splits.test[i] for i in range(2)])
+    return models.model_summary(build_model(spec, params, text_dir), batch, depth=2)

@@ -1,27 +1,26 @@
 """The synthetic-cohort chapter: what the cohort plants, how to see it, and how strong it is.
 
 The notebook ``notebooks/synthetic-cohort.py`` is the reader's guide to the data every other
-chapter uses. What it would otherwise grow lives here, tested:
+chapter uses. What it would otherwise grow lives here, tested; generic pieces live in the
+shared modules (:mod:`mmcxr.plots` draws every figure, :mod:`mmcxr.data` reads DICOM tags):
 
 * :func:`tree_listing` — a short, deterministic listing of a release's on-disk tree;
-* :func:`planted_structure` — each planted structure's knob in ``synthetic_config.json``
+* :func:`planted_structure`, :func:`process_mix` — each planted knob of the cohort's config
   beside what the generated cohort actually shows (computed from the ground-truth table);
-* :func:`label_truth_agreement` / :func:`cooccurrence` — how the report-derived labels relate
-  to the pixel truth and to each other;
-* :func:`dicom_headers` / :func:`raw_and_display` — DICOM display tags, and a stored image
-  next to its display-ready version;
-* :func:`pick_examples`, :func:`image_grid`, :func:`boxed_grid` — example studies that
-  cover the labels, and figures over :mod:`mmcxr.plots` with multi-line titles and legends;
+* :func:`label_truth_agreement` — how the report-derived labels relate to the pixel truth;
+* ``*_panels`` — which images each figure shows, with captions and boxes, as tables that
+  :func:`mmcxr.plots.plot_image_grid` draws;
 * :func:`signal_check` — logistic regressions on 32x32 pixels and on a bag of words of the
   report, per common finding: how learnable each modality is (the papers find the text far
-  stronger than the image).
+  stronger than the image);
+* ``*_numbers`` and :func:`glue_text` — the numbers the prose quotes, formatted once.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,48 +30,49 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from mmcxr.data.splits import patient_split
+from mmcxr.names import CONFIG_FILE
 from mmcxr.synth.labels import CHEXPERT_LABELS, FINDING_LABELS
 
 SLUG = "synthetic-cohort"
-CONFIG_FILE = "synthetic_config.json"
+FORMATS = ("mimic-cxr", "mimic-cxr-jpg", "openi", "chestx-ray14")
+"""The release formats the chapter shows, in the order it shows them."""
+NOT_REAL = "n/a (real data)"
+"""What the prose quotes for a number that only the synthetic ground truth defines."""
 
 __all__ = [
+    "FORMATS",
     "SLUG",
-    "boxed_grid",
+    "agreement_numbers",
     "cache_dir_for",
     "common_labels",
-    "cooccurrence",
-    "dicom_headers",
-    "image_grid",
-    "is_synthetic",
+    "glue_text",
+    "imagenome_panels",
     "label_truth_agreement",
+    "load_release",
     "load_synth_config",
+    "paper_numbers",
     "parse_box",
     "pick_examples",
     "planted_structure",
-    "plot_cooccurrence",
-    "plot_signal_check",
-    "raw_and_display",
+    "plot_stored_and_displayed",
     "report_card",
     "signal_check",
+    "signal_numbers",
+    "strata_panels",
     "study_labels",
     "tree_listing",
+    "view_panels",
 ]
+
+_PANEL_COLUMNS = ["path", "caption", "boxes"]
 
 
 # --------------------------------------------------------------------------------------------
 # the root
 
 
-def is_synthetic(root: str | os.PathLike) -> bool:
-    """Whether ``root`` was written by :func:`mmcxr.synth.generate` (the provenance rule)."""
-    from mmcxr.provenance import describe_source
-
-    return describe_source(root, None)["kind"] == "synthetic"
-
-
 def load_synth_config(root: str | os.PathLike) -> dict[str, Any]:
-    """``synthetic_config.json`` of a synthetic root: the planted structure and the recipe."""
+    """The config file of a synthetic root: the planted structure (``config``) and recipe."""
     path = Path(root) / CONFIG_FILE
     try:
         payload = json.loads(path.read_text())
@@ -133,6 +133,21 @@ def tree_listing(
     return "\n".join(lines)
 
 
+def load_release(fmt: str, root: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
+    """The tidy image table of any of the :data:`FORMATS`, by its format's loader."""
+    from mmcxr import data
+
+    loaders = {
+        "mimic-cxr": data.load_mimic_cxr,
+        "mimic-cxr-jpg": data.load_mimic_cxr_jpg,
+        "openi": data.load_openi,
+        "chestx-ray14": data.load_chestxray14,
+    }
+    if fmt not in loaders:
+        raise ValueError(f"unknown format {fmt!r}; known: {list(loaders)}")
+    return loaders[fmt](root, **kwargs)
+
+
 # --------------------------------------------------------------------------------------------
 # labels and the planted structure
 
@@ -154,53 +169,11 @@ def common_labels(
     return [c for c in labels if c in table.columns and (table[c] == 1.0).mean() >= min_prevalence]
 
 
-def cooccurrence(table: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
-    """``P(column positive | row positive)``: each cell is a share of the row label's positives."""
-    pos = (table[list(labels)] == 1.0).astype(float)
-    counts = pos.T @ pos
-    n = np.diag(counts.to_numpy())
-    out = counts.div(np.where(n > 0, n, np.nan), axis=0)
-    out.index.name, out.columns.name = "given", "also positive"
-    return out
-
-
-def plot_cooccurrence(matrix: pd.DataFrame, *, title: str | None = None) -> Figure:
-    """Heat map of :func:`cooccurrence` with the shares printed in the cells."""
-    from mmcxr.plots import style
-
-    k = len(matrix)
-    with style():
-        fig = Figure(figsize=(0.5 * k + 3.2, 0.45 * k + 1.8), layout="constrained")
-        ax = fig.add_subplot()
-        im = ax.imshow(matrix.to_numpy(dtype=float), cmap="Blues", vmin=0, vmax=1)
-        ax.grid(False)
-        ax.set_xticks(range(k), matrix.columns, rotation=60, ha="right")
-        ax.set_yticks(range(k), matrix.index)
-        ax.set(xlabel="also positive", ylabel="given positive")
-        for i in range(k):
-            for j in range(k):
-                v = matrix.iat[i, j]
-                if np.isfinite(v) and i != j:
-                    ax.text(
-                        j,
-                        i,
-                        f"{v:.2f}"[1:] if v < 1 else "1",
-                        ha="center",
-                        va="center",
-                        fontsize=7,
-                        color="white" if v > 0.5 else "black",
-                    )
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="share of the row's positives")
-        if title:
-            ax.set_title(title)
-    return fig
-
-
 def planted_structure(gt: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
-    """Each planted structure: its knob in ``synthetic_config.json`` and what the cohort shows.
+    """Each planted structure: its knob in the cohort's config and what the cohort shows.
 
     ``gt`` is the ground-truth table (one row per image); ``config`` the ``config`` object of
-    ``synthetic_config.json``. ``planted`` is the knob's value, ``measured`` the same quantity
+    :func:`load_synth_config`. ``planted`` is the knob's value, ``measured`` the same quantity
     counted in the cohort, over ``n`` units (studies or images, see ``over``). A knob switched
     off (None, False, 0) is reported as such and measured all the same.
     """
@@ -210,85 +183,64 @@ def planted_structure(gt: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
         raise KeyError(f"planted_structure: ground-truth table lacks {missing}")
     studies = gt.sort_values("frontal", ascending=False).drop_duplicates("study_id")
     frontal = gt[gt["frontal"].astype(bool)]
-    rows: list[dict[str, Any]] = []
-
-    def add(structure: str, knob: str, planted: Any, measured: float, n: int, over: str) -> None:
-        rows.append(
-            {
-                "structure": structure,
-                "knob": knob,
-                "planted": planted,
-                "measured": measured,
-                "n": int(n),
-                "over": over,
-            }
+    strata = config.get("plant_strata")
+    rows: list[tuple[str, str, Any, float, int, str]] = [
+        (
+            "portable AP films",
+            "portable_rate",
+            config.get("portable_rate"),
+            studies["portable"].astype(bool).mean(),
+            len(studies),
+            "studies",
         )
-
-    add(
-        "portable AP films",
-        "portable_rate",
-        config.get("portable_rate"),
-        studies["portable"].astype(bool).mean(),
-        len(studies),
-        "studies",
-    )
+    ]
     spur = config.get("spurious_label")
-    ap = frontal[frontal["portable"].astype(bool)]
     if spur:
-        truth = ap[f"truth_{spur}"].astype(bool)
-        marker = ap["spurious_marker"].astype(bool)
-        add(
-            f"spurious marker | {spur} drawn (AP)",
-            "spurious_p_positive",
-            config.get("spurious_p_positive"),
-            marker[truth].mean(),
-            truth.sum(),
-            "AP images",
-        )
-        add(
-            f"spurious marker | no {spur} (AP)",
-            "spurious_p_negative",
-            config.get("spurious_p_negative"),
-            marker[~truth].mean(),
-            (~truth).sum(),
-            "AP images",
-        )
+        ap = frontal[frontal["portable"].astype(bool)]
+        truth, marker = ap[f"truth_{spur}"].astype(bool), ap["spurious_marker"].astype(bool)
+        for knob, name, part in (
+            ("spurious_p_positive", f"spurious marker | {spur} drawn (AP)", truth),
+            ("spurious_p_negative", f"spurious marker | no {spur} (AP)", ~truth),
+        ):
+            rows.append(
+                (name, knob, config.get(knob), marker[part].mean(), part.sum(), "AP images")
+            )
     else:
-        add(
-            "spurious marker (switched off)",
-            "spurious_label",
-            None,
-            frontal["spurious_marker"].astype(bool).mean(),
-            len(frontal),
-            "frontal images",
-        )
+        marker = frontal["spurious_marker"].astype(bool)
+        off = ("spurious marker (switched off)", "spurious_label", None)
+        rows.append((*off, marker.mean(), len(frontal), "frontal images"))
     ptx = studies["stratum_pneumothorax_chest_tube"].dropna()
-    add(
-        "chest tube | pneumothorax (hidden stratum)",
-        "chest_tube_rate_pneumothorax",
-        config.get("chest_tube_rate_pneumothorax") if config.get("plant_strata") else False,
-        ptx.mean() if len(ptx) else np.nan,
-        len(ptx),
-        "pneumothorax studies",
-    )
     les = studies["stratum_lesion"].dropna()
-    add(
-        "subtle lung lesions (hidden stratum)",
-        "subtle_rate",
-        config.get("subtle_rate") if config.get("plant_strata") else False,
-        (les == "subtle").mean() if len(les) else np.nan,
-        len(les),
-        "lesion studies",
-    )
-    add(
-        "label noise (report disagrees with pixels)",
-        "label_noise_rate",
-        config.get("label_noise_rate"),
-        studies["noise_label"].notna().mean(),
-        len(studies),
-        "studies",
-    )
-    return pd.DataFrame(rows)
+    rows += [
+        (
+            "chest tube | pneumothorax (hidden stratum)",
+            "chest_tube_rate_pneumothorax",
+            config.get("chest_tube_rate_pneumothorax") if strata else False,
+            ptx.mean() if len(ptx) else np.nan,
+            len(ptx),
+            "pneumothorax studies",
+        ),
+        (
+            "subtle lung lesions (hidden stratum)",
+            "subtle_rate",
+            config.get("subtle_rate") if strata else False,
+            (les == "subtle").mean() if len(les) else np.nan,
+            len(les),
+            "lesion studies",
+        ),
+        (
+            "label noise (report disagrees with pixels)",
+            "label_noise_rate",
+            config.get("label_noise_rate"),
+            studies["noise_label"].notna().mean(),
+            len(studies),
+            "studies",
+        ),
+    ]
+    columns = ["structure", "knob", "planted", "measured", "n", "over"]
+    # object columns keep a knob's None and False apart from NaN ("off", not "missing")
+    out = pd.DataFrame(rows, columns=columns, dtype=object)
+    return out.astype({"measured": float, "n": int})
 
 
 def label_truth_agreement(
@@ -337,8 +289,26 @@ def label_truth_agreement(
     return pd.DataFrame(rows).set_index("finding")
 
 
+def agreement_numbers(agreement: pd.DataFrame | None, gt: pd.DataFrame | None) -> dict[str, Any]:
+    """The numbers the prose quotes about labels against pixels (:data:`NOT_REAL` on real data)."""
+    keys = ("noise_studies", "noise_share", "kappa_min", "kappa_min_finding", "devices_unlabelled")
+    if agreement is None or gt is None:
+        return dict.fromkeys(keys, NOT_REAL)
+    noisy = gt.drop_duplicates("study_id")["noise_label"].notna()
+    devices = "Support Devices"
+    return {
+        "noise_studies": int(noisy.sum()),
+        "noise_share": float(noisy.mean()),
+        "kappa_min": float(agreement["kappa"].min()),
+        "kappa_min_finding": str(agreement["kappa"].idxmin()),
+        "devices_unlabelled": int(agreement.loc[devices, "unlabelled"])
+        if devices in agreement.index
+        else 0,
+    }
+
+
 # --------------------------------------------------------------------------------------------
-# examples and figures
+# examples: which images each figure shows (tables of path, caption, boxes)
 
 
 def pick_examples(
@@ -369,6 +339,29 @@ def pick_examples(
     return rows.loc[chosen]
 
 
+def view_panels(images: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """A department study's PA and lateral, then a bedside AP film (those the cohort has).
+
+    Studies are drawn with a seeded generator; captions give view, orientation, procedure.
+    """
+    rng = np.random.default_rng(seed)
+    views = images.assign(view=images["view"].str.upper())
+    by_study = views.groupby("study_id")["view"].agg(set)
+    lateral = {"LATERAL", "LL"}
+    pa_lat = by_study[by_study.map(lambda v: "PA" in v and bool(v & lateral))].index
+    ap = by_study[by_study.map(lambda v: "AP" in v)].index
+    rows = []
+    for studies, wanted in ((pa_lat, ({"PA"}, lateral)), (ap, ({"AP"},))):
+        if len(studies):
+            study = views[views["study_id"] == studies[int(rng.integers(len(studies)))]]
+            rows += [study[study["view"].isin(w)].iloc[0] for w in wanted]
+    captions = [
+        f"{r['view']}, {r['orientation'] or 'orientation not recorded'}\n{r['procedure']}"
+        for r in rows
+    ]
+    return pd.DataFrame({"path": [r["path"] for r in rows], "caption": captions, "boxes": None})
+
+
 def parse_box(text: Any) -> tuple[int, int, int, int] | None:
     """A ground-truth box ``"x1 y1 x2 y2"`` as integers; None when blank."""
     if text is None or (isinstance(text, float) and np.isnan(text)) or not str(text).strip():
@@ -380,135 +373,118 @@ def parse_box(text: Any) -> tuple[int, int, int, int] | None:
     return x1, y1, x2, y2
 
 
-def image_grid(
-    images: Sequence[np.ndarray],
-    titles: Sequence[str],
-    *,
-    ncols: int = 3,
-    panel_size: float = 3.0,
-    wrap: int = 44,
-) -> Figure:
-    """:func:`mmcxr.plots.plot_image_grid` with titles whose line breaks are kept.
+def strata_panels(gt: pd.DataFrame, images: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """One frontal film per hidden stratum and per marker group, its finding's box as drawn.
 
-    ``plot_image_grid`` re-wraps each caption as one paragraph; here each line of a title is
-    wrapped on its own, so a title can be "view | labels" over the report's first words.
+    Films are drawn (seeded) among the ground truth's frontal images that ``images`` holds;
+    a group without any film (a small cohort) is left out. ``path`` is relative to the root,
+    as in the ground-truth table.
     """
-    import textwrap
+    f = gt[gt["frontal"].astype(bool)].merge(images[["dicom_id"]], on="dicom_id")
+    tube, lesion = f["stratum_pneumothorax_chest_tube"], f["stratum_lesion"]
+    marker, pneumonia = f["spurious_marker"].astype(bool), f["truth_Pneumonia"] == 1
+    groups = (
+        ("pneumothorax, chest tube", "Pneumothorax", tube == 1.0),
+        ("pneumothorax, no tube", "Pneumothorax", tube == 0.0),
+        ("lung lesion, obvious", "Lung Lesion", lesion == "obvious"),
+        ("lung lesion, subtle", "Lung Lesion", lesion == "subtle"),
+        ("AP, marker, pneumonia", "Pneumonia", marker & pneumonia),
+        ("AP, marker, no pneumonia", "Pneumonia", marker & ~pneumonia),
+    )
+    rows = []
+    for name, finding, mask in groups:
+        if mask.any():
+            row = f[mask].sample(1, random_state=seed).iloc[0]
+            box = parse_box(row[f"box_{finding}"])
+            boxes = {f"{finding}, as drawn": box} if box else {}
+            rows.append({"path": row["path"], "caption": name, "boxes": boxes})
+    return pd.DataFrame(rows, columns=_PANEL_COLUMNS)
 
+
+IMAGENOME_ANATOMY = (
+    "right lung",
+    "left lung",
+    "cardiac silhouette",
+    "mediastinum",
+    "right costophrenic angle",
+    "left costophrenic angle",
+)
+"""The anatomical boxes shown: the regions the findings of the chapters sit in."""
+
+
+def imagenome_panels(
+    gold_boxes: pd.DataFrame,
+    gold_sentences: pd.DataFrame,
+    images: pd.DataFrame,
+    seed: int = 0,
+    max_linked: int = 6,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A gold image twice: :data:`IMAGENOME_ANATOMY`, then the boxes its positive sentences name.
+
+    Returns the two panels and the image's positive sentences. The image is drawn (seeded)
+    among the gold images in ``images`` with a positive sentence about a region smaller than
+    a whole lung, so that the second panel localises something; each linked box is named
+    with every condition said about it (at most ``max_linked`` boxes).
+    """
+    corners = ["original_x1", "original_y1", "original_x2", "original_y2"]
+    positive = gold_sentences[gold_sentences["context"].astype(str).str.lower() == "yes"]
+    on_disk = set(images["dicom_id"])
+    linked = positive[
+        positive["dicom_id"].isin(on_disk) & ~positive["bbox"].isin(["left lung", "right lung"])
+    ]
+    ids = sorted(set(linked["dicom_id"])) or sorted(set(gold_boxes["dicom_id"]) & on_disk)
+    if not ids:
+        raise ValueError("imagenome_panels: no gold image is among the images")
+    dicom_id = ids[int(np.random.default_rng(seed).integers(len(ids)))]
+    path = images.loc[images["dicom_id"] == dicom_id, "path"].iloc[0]
+    anat = gold_boxes[gold_boxes["dicom_id"] == dicom_id].set_index("bbox_name")[corners]
+    said = linked[linked["dicom_id"] == dicom_id]
+    named = {}
+    for bbox, group in said.groupby("bbox", sort=True):
+        if bbox in anat.index and len(named) < max_linked:
+            named[f"{bbox}: {', '.join(sorted(set(group['label_name'])))}"] = anat.loc[
+                bbox
+            ].tolist()
+    anatomy = {n: anat.loc[n].tolist() for n in IMAGENOME_ANATOMY if n in anat.index}
+    panels = pd.DataFrame(
+        {
+            "path": [path, path],
+            "caption": ["anatomical boxes", "boxes linked to positive sentences"],
+            "boxes": [anatomy, named],
+        }
+    )
+    columns = ["sentence", "bbox", "label_name", "context", "section"]
+    return panels, said[columns].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# DICOM display and reports
+
+
+def plot_stored_and_displayed(headers: pd.DataFrame, *, panel_size: float = 2.8) -> Figure | None:
+    """A MONOCHROME1 film and a film with a VOI LUT: stored values beside ``read_image``.
+
+    ``headers`` is :func:`mmcxr.data.dicom_headers` of the films to choose from (the first of
+    each kind is shown); None when there is neither kind. The display images share the grey
+    scale 0..1, so the window's black and white are shown as they are.
+    """
+    from mmcxr.data import raw_and_display
     from mmcxr.plots import plot_image_grid
 
-    if len(titles) != len(images):
-        raise ValueError(f"{len(images)} images but {len(titles)} titles")
-    fig = plot_image_grid(images, None, ncols=ncols, panel_size=panel_size)
-    for ax, title in zip(fig.axes, titles, strict=False):
-        lines = [textwrap.fill(line, wrap) for line in str(title).splitlines()]
-        ax.set_title("\n".join(lines), fontsize=8)
-    return fig
-
-
-def boxed_grid(
-    panels: Sequence[tuple[str, np.ndarray, dict[str, Sequence[float]]]],
-    *,
-    ncols: int = 3,
-    panel_size: float = 3.0,
-    legend: bool = True,
-) -> Figure:
-    """Images with boxes (:func:`mmcxr.plots.plot_boxes`), named in a legend under each panel.
-
-    ``plot_boxes`` writes each name at its box, which is unreadable when boxes overlap (the
-    ImaGenome regions do); here the boxes go in unnamed and a legend in the same colours
-    names them. Each panel is ``(title, image, {name: (x1, y1, x2, y2)})``.
-    """
-    from matplotlib.patches import Patch
-
-    from mmcxr.plots import PALETTE, plot_boxes, style
-
-    if not panels:
-        raise ValueError("no panels to draw")
-    ncols = max(1, min(ncols, len(panels)))
-    nrows = -(-len(panels) // ncols)
-    rows = max((len(b) for _, _, b in panels), default=0) if legend else 0
-    extra = 0.4 + 0.17 * rows  # room for the title and a one-column legend
-    with style():
-        fig = Figure(
-            figsize=(panel_size * ncols, (panel_size + extra) * nrows), layout="constrained"
-        )
-        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for ax in axes[len(panels) :]:
-            ax.set_axis_off()
-        for ax, (title, image, boxes) in zip(axes, panels, strict=False):
-            plot_boxes(image, list(boxes.values()), ax=ax)
-            ax.set_title(title, fontsize=9)
-            if legend and boxes:
-                handles = [
-                    Patch(fill=False, edgecolor=PALETTE[i % len(PALETTE)], lw=1.5, label=name)
-                    for i, name in enumerate(boxes)
-                ]
-                ax.legend(
-                    handles=handles,
-                    loc="upper center",
-                    bbox_to_anchor=(0.5, 0.0),
-                    fontsize=7,
-                    handlelength=1.2,
-                    columnspacing=0.8,
-                )
-    return fig
-
-
-# --------------------------------------------------------------------------------------------
-# DICOM
-
-
-def dicom_headers(paths: Sequence[str | os.PathLike], *, progress: bool = True) -> pd.DataFrame:
-    """The display tags of each DICOM (no pixels read): photometric, window, VOI LUT, bits."""
-    import pydicom
-
-    rows = []
-    for p in tqdm(list(paths), desc="DICOM display tags", unit="img", disable=not progress):
-        try:
-            ds = pydicom.dcmread(p, stop_before_pixels=True)
-        except Exception as exc:  # name the file: pydicom's own message does not
-            raise ValueError(f"{p}: cannot read the DICOM header ({exc})") from None
-        rows.append(
-            {
-                "path": str(p),
-                "photometric": str(ds.get("PhotometricInterpretation", "")),
-                "bits_stored": int(ds.get("BitsStored", 0) or 0),
-                "window": ds.get("WindowCenter") is not None,
-                "voi_lut": bool(ds.get("VOILUTSequence")),
-                "rescale": ds.get("RescaleSlope") is not None,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def raw_and_display(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """A DICOM's stored values (min-max scaled for viewing), its display image and its tags.
-
-    The display image is :func:`mmcxr.data.read_image` (modality LUT, VOI LUT or window,
-    MONOCHROME1 inverted); the raw one is ``pixel_array`` as stored, so a MONOCHROME1 film
-    shows bone dark and air bright.
-    """
-    import pydicom
-
-    from mmcxr.data.images import read_image
-
-    ds = pydicom.dcmread(path)
-    raw = ds.pixel_array.astype(np.float32)
-    lo, hi = float(raw.min()), float(raw.max())
-    raw = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
-    tags = {
-        "PhotometricInterpretation": str(ds.get("PhotometricInterpretation", "")),
-        "BitsStored": int(ds.get("BitsStored", 0) or 0),
-        "stored range": (int(lo), int(hi)),
-        "WindowCenter/Width": (ds.get("WindowCenter"), ds.get("WindowWidth")),
-        "VOI LUT": bool(ds.get("VOILUTSequence")),
-    }
-    return raw, read_image(path), tags
-
-
-# --------------------------------------------------------------------------------------------
-# reports
+    chosen = [headers[headers["photometric"] == "MONOCHROME1"], headers[headers["voi_lut"]]]
+    images, captions = [], []
+    for h in (h for h in chosen if len(h)):
+        raw, shown, tags = raw_and_display(h["path"].iloc[0])
+        photometric = tags["PhotometricInterpretation"]
+        inverted = "inverted" if photometric == "MONOCHROME1" else "not inverted"
+        images += [raw, shown]
+        captions += [
+            f"stored values, {photometric}\n({tags['BitsStored']}-bit, min-max scaled)",
+            f"read_image: {'VOI LUT' if tags['VOI LUT'] else 'window'} applied,\n{inverted}",
+        ]
+    if not images:
+        return None
+    return plot_image_grid(images, captions, ncols=2, panel_size=panel_size, value_range=(0, 1))
 
 
 def report_card(row: pd.Series, labels: Sequence[str] = CHEXPERT_LABELS) -> dict[str, Any]:
@@ -618,28 +594,63 @@ def signal_check(
     return pd.DataFrame(rows).set_index("label")
 
 
-def plot_signal_check(result: pd.DataFrame, *, title: str | None = None) -> Figure:
-    """Image and text AUROC per label as paired horizontal bars, chance marked."""
-    from mmcxr.plots import PALETTE, style
+def signal_numbers(signal: pd.DataFrame | None) -> dict[str, Any]:
+    """The signal check's numbers the prose quotes, over the labels scored by both probes
+    (NaN means and ranges when there is none)."""
+    cols = ["image_auroc", "text_auroc"]
+    scored = signal.dropna(subset=cols) if signal is not None else pd.DataFrame(columns=cols)
+    image, text = scored["image_auroc"].astype(float), scored["text_auroc"].astype(float)
+    return {
+        "n_signal_labels": len(scored),
+        "n_text_wins": int((text > image).sum()),
+        "image_auroc_mean": float(image.mean()),
+        "text_auroc_mean": float(text.mean()),
+        "image_auroc_min": float(image.min()),
+        "image_auroc_max": float(image.max()),
+    }
 
-    r = result.sort_values("image_auroc")
-    y = np.arange(len(r))
-    with style():
-        fig = Figure(figsize=(6.0, 0.38 * len(r) + 1.7), layout="constrained")
-        ax = fig.add_subplot()
-        ax.barh(y + 0.2, r["text_auroc"], height=0.4, color=PALETTE[1], label="report words")
-        bars = ax.barh(
-            y - 0.2, r["image_auroc"], height=0.4, color=PALETTE[0], label="32x32 pixels"
-        )
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
-        ax.axvline(0.5, color="grey", ls="--", lw=1, label="chance")
-        ax.set_yticks(y, r.index)
-        low = np.nanmin(r[["image_auroc", "text_auroc"]].to_numpy(dtype=float), initial=0.4)
-        ax.set(
-            xlim=(max(0.0, min(0.4, low - 0.05)), 1.04), xlabel="test AUROC (logistic regression)"
-        )
-        ax.grid(axis="y", visible=False)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), ncols=3, fontsize=8)
-        if title:
-            ax.set_title(title, loc="left")
-    return fig
+
+# --------------------------------------------------------------------------------------------
+# the numbers the prose quotes
+
+
+def paper_numbers() -> dict[str, float]:
+    """The pneumonia AUROCs of Chao & Li's text and image models (full data, BCE), quoted in
+    the prose from the late-fusion chapter's reference tables."""
+    from mmcxr.chapters import late_fusion_reference as paper
+
+    auroc = paper.METRICS.index("auroc")
+    return {
+        f"paper_001_{model}_auroc": paper.RESULTS[(model, "full", "bce")][auroc]
+        for model in ("text", "image")
+    }
+
+
+GLUE_FORMATS = {
+    "findings_ratio": ".2f",
+    "share_no_finding": ".1%",
+    "share_mono1": ".1%",
+    "share_voi_lut": ".1%",
+    "noise_share": ".1%",
+    "kappa_min": ".2f",
+    "image_auroc_mean": ".3f",
+    "text_auroc_mean": ".3f",
+    "image_auroc_min": ".3f",
+    "image_auroc_max": ".3f",
+    "paper_001_text_auroc": ".4f",
+    "paper_001_image_auroc": ".4f",
+}
+"""How the prose shows each number; other ints get thousands separators, strings stay."""
+
+
+def glue_text(numbers: Mapping[str, Any]) -> dict[str, str]:
+    """Each number as the prose shows it (:data:`GLUE_FORMATS`); strings ("n/a ...") as given."""
+    out = {}
+    for name, value in numbers.items():
+        if isinstance(value, np.generic):
+            value = value.item()  # np.int64 is no int: it would miss its thousands separator
+        fmt = None if isinstance(value, str) else GLUE_FORMATS.get(name)
+        if fmt is None and isinstance(value, int) and not isinstance(value, bool):
+            fmt = ","
+        out[name] = format(value, fmt) if fmt else str(value)
+    return out

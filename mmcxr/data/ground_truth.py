@@ -12,10 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from mmcxr.data.tables import read_table
+from mmcxr.names import GROUND_TRUTH_FILE
 
 __all__ = ["GROUND_TRUTH_FILE", "load_ground_truth"]
-
-GROUND_TRUTH_FILE = "synthetic_ground_truth.csv.gz"
 
 
 def load_ground_truth(root: str | os.PathLike) -> pd.DataFrame:

@@ -17,14 +17,18 @@ the Cardiomegaly label depends on; :func:`square_geometry` gives the mapping for
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pydicom
 from PIL import Image, UnidentifiedImageError
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, apply_windowing
+from tqdm.auto import tqdm
 
 from mmcxr.data.errors import ImageDecodeError, MissingFileError
 
@@ -33,8 +37,10 @@ __all__ = [
     "check_dicom_header",
     "check_raster",
     "decode_image",
+    "dicom_headers",
     "dicom_to_float",
     "is_dicom",
+    "raw_and_display",
     "read_image",
     "resize_square",
     "square_geometry",
@@ -95,16 +101,20 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
-    """``.dcm`` suffix, or the ``DICM`` magic at byte 128 (MIMIC files always have it)."""
+    """``.dcm`` suffix, or else the Part 10 preamble (MIMIC files always have it).
+
+    The suffix decides first so that a DICOM missing its preamble still reaches pydicom, which
+    then reports what is wrong with it, and so that rasters are never opened twice. Other names
+    are sniffed with :func:`pydicom.misc.is_dicom` (``DICM`` at byte 128); an unreadable file
+    is "not DICOM" here and fails in the raster reader, which names the path.
+    """
     p = Path(path)
     if p.suffix.lower() in (".dcm", ".dicom"):
         return True
     if p.suffix.lower() in (".png", ".jpg", ".jpeg"):
         return False
     try:
-        with open(p, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
+        return pydicom.misc.is_dicom(p)
     except OSError:
         return False
 
@@ -319,3 +329,68 @@ def check_raster(path: str | os.PathLike) -> tuple[int, int]:
     if fmt == "PNG" and b"IEND" not in tail:
         raise ImageDecodeError(p, "PNG is truncated (no IEND chunk)")
     return h, w
+
+
+# --------------------------------------------------------------------------------------------
+# the display pipeline, shown: which tags a DICOM carries, and its stored values beside the
+# display image (for teaching what read_image does; reading data never needs these)
+
+
+def dicom_headers(paths: Iterable[str | os.PathLike], *, progress: bool = True) -> pd.DataFrame:
+    """The display tags of each DICOM, one row per file: photometric, bits, window, VOI LUT.
+
+    Only headers are read (no pixels), so thousands of files take seconds: enough to count how
+    a release mixes MONOCHROME1 with MONOCHROME2 and VOI LUTs with windows, the mix that makes
+    a pipeline skipping a display step show some films inverted or washed out. Columns:
+    ``path``, ``photometric``, ``bits_stored``, ``window`` / ``voi_lut`` / ``rescale``
+    (whether the WindowCenter, VOILUTSequence and RescaleSlope tags are present). A file that
+    is not a readable DICOM raises :class:`~mmcxr.data.errors.ImageDecodeError` naming it.
+    """
+    rows = []
+    for p in tqdm(list(paths), desc="DICOM display tags", unit="img", disable=not progress):
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+        except Exception as exc:  # pydicom raises many types on garbage; name the file
+            raise ImageDecodeError(p, f"cannot read the DICOM header ({exc})") from None
+        rows.append(
+            {
+                "path": str(p),
+                "photometric": str(ds.get("PhotometricInterpretation", "")),
+                "bits_stored": int(ds.get("BitsStored", 0) or 0),
+                "window": ds.get("WindowCenter") is not None,
+                "voi_lut": bool(ds.get("VOILUTSequence")),
+                "rescale": ds.get("RescaleSlope") is not None,
+            }
+        )
+    columns = ["path", "photometric", "bits_stored", "window", "voi_lut", "rescale"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def raw_and_display(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """A DICOM's stored values, its display image and the tags that turn one into the other.
+
+    ``raw`` is ``pixel_array`` as stored, min-max scaled to [0, 1] only so it can be viewed
+    (a MONOCHROME1 film then shows bone dark and air bright); ``display`` is what
+    :func:`read_image` returns (modality LUT, VOI LUT or window, MONOCHROME1 inverted),
+    decoded from the same read of the file. ``tags``: PhotometricInterpretation, BitsStored,
+    the stored range, WindowCenter/Width and whether a VOI LUT is present.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(p, "DICOM file not found")
+    try:
+        ds = pydicom.dcmread(p)
+    except Exception as exc:  # InvalidDicomError, or any of the types pydicom raises on garbage
+        raise ImageDecodeError(p, f"unreadable DICOM ({type(exc).__name__}: {exc})") from None
+    display = dicom_to_float(ds, p)
+    raw = ds.pixel_array.astype(np.float32)
+    lo, hi = float(raw.min()), float(raw.max())
+    raw = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
+    tags = {
+        "PhotometricInterpretation": str(ds.get("PhotometricInterpretation", "")),
+        "BitsStored": int(ds.get("BitsStored", 0) or 0),
+        "stored range": (int(lo), int(hi)),
+        "WindowCenter/Width": (ds.get("WindowCenter"), ds.get("WindowWidth")),
+        "VOI LUT": bool(ds.get("VOILUTSequence")),
+    }
+    return raw, display, tags

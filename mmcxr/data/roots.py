@@ -26,11 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from mmcxr.data.errors import DataWarning, FormatError, MissingFileError
+from mmcxr.names import CONFIG_FILE
 
 __all__ = ["FORMATS", "looks_like", "resolve_root", "stale_reason", "synthetic_root_name"]
-
-#: What the generator writes at a synthetic root (the config, arguments and fingerprint).
-CONFIG_FILE = "synthetic_config.json"
 
 #: Format name -> files/folders (relative to the root) that identify it; any one suffices.
 FORMATS: dict[str, tuple[str, ...]] = {

@@ -12,8 +12,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-PAPER_001_FROZEN = ("conv1", "layer1", "layer2")  # paper 001, section 2.2.1
-
 _EXPORTS = {
     "cnn_text": (
         "KimCNN",
@@ -37,7 +35,8 @@ _EXPORTS = {
         "load_pretrained",
         "torchvision_densenet_key",
     ),
-    "losses": ("PAPER_001_FOCAL", "ChannelFirstFocalLoss", "make_loss"),
+    "losses": ("ChannelFirstFocalLoss", "make_loss"),
+    "summary": ("model_summary",),
     "text": (
         "BertTextEncoder",
         "bert_from_pretrained",
@@ -52,7 +51,7 @@ _EXPORTS = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = ["PAPER_001_FROZEN", *sorted(_WHERE)]
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:

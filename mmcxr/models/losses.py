@@ -13,10 +13,7 @@ import torch
 from monai.losses import FocalLoss
 from torch import nn
 
-__all__ = ["PAPER_001_FOCAL", "ChannelFirstFocalLoss", "make_loss"]
-
-# Paper 001, section 2.3: (alpha, gamma) per training set.
-PAPER_001_FOCAL = {"full": (0.85, 1.5), "subsampled": (0.95, 2.0)}
+__all__ = ["ChannelFirstFocalLoss", "make_loss"]
 
 
 class ChannelFirstFocalLoss(nn.Module):

@@ -3,8 +3,9 @@
 A cached synthetic cohort is only reusable while the generator that wrote it is unchanged:
 after the phantom or the report writer is tuned, the old cohort would show the book stale
 data under the same name. :func:`generator_fingerprint` hashes the sources of every module of
-:mod:`mmcxr.synth` and the label vocabularies in :mod:`mmcxr.labels`; the generator records it
-in ``synthetic_config.json`` and :func:`mmcxr.data.resolve_root` regenerates a cohort whose
+:mod:`mmcxr.synth`, the label vocabularies in :mod:`mmcxr.labels` and the names of the files
+written at the root (:mod:`mmcxr.names`); the generator records it in
+``synthetic_config.json`` and :func:`mmcxr.data.resolve_root` regenerates a cohort whose
 recorded fingerprint differs.
 """
 
@@ -20,9 +21,9 @@ FINGERPRINT_KEY = "generator_fingerprint"
 
 
 def generator_sources() -> list[Path]:
-    """The files hashed: ``mmcxr/synth/*.py`` and ``mmcxr/labels.py``, in a fixed order."""
+    """The files hashed: ``mmcxr/synth/*.py``, ``mmcxr/labels.py`` and ``mmcxr/names.py``."""
     synth = Path(__file__).resolve().parent
-    return sorted(synth.glob("*.py")) + [synth.parent / "labels.py"]
+    return sorted(synth.glob("*.py")) + [synth.parent / "labels.py", synth.parent / "names.py"]
 
 
 def generator_fingerprint() -> str:

@@ -19,12 +19,10 @@ import pandas as pd
 from PIL import Image
 
 from mmcxr import atomic
+from mmcxr.names import CONFIG_FILE, GROUND_TRUTH_FILE
 from mmcxr.synth.cohort import ImagePlan, StudyPlan
 from mmcxr.synth.config import SynthConfig
 from mmcxr.synth.labels import FINDING_LABELS
-
-GROUND_TRUTH_FILE = "synthetic_ground_truth.csv.gz"
-CONFIG_FILE = "synthetic_config.json"
 
 Box = tuple[int, int, int, int]
 
