@@ -630,11 +630,11 @@ METRIC_LABELS: dict[str, str] = {
 
 
 def _comparison_cell(row: pd.Series, metric: str, d: int) -> str:
-    """One cell: ours, its interval, then the paper's number below (HTML)."""
+    """One cell, three short lines (HTML): ours, its interval, the paper's number."""
     lo, hi = row[(metric, "lo")], row[(metric, "hi")]
     ci = "" if math.isnan(lo) or math.isnan(hi) else f"[{lo:.{d - 1}f}, {hi:.{d - 1}f}]"
     return (
-        f'<span class="cmp-ours">{_fmt(row[(metric, "ours")], d)}</span> '
+        f'<span class="cmp-ours">{_fmt(row[(metric, "ours")], d)}</span>'
         f'<span class="cmp-ci">{ci}</span>'
         f'<span class="cmp-paper">paper {_fmt(row[(metric, "paper")], d)}</span>'
     )
@@ -643,9 +643,10 @@ def _comparison_cell(row: pd.Series, metric: str, d: int) -> str:
 def style_comparison(table: pd.DataFrame, digits: int | None = None):  # -> pandas Styler
     """Notebook rendering of :func:`comparison_table`, narrow enough for a book page.
 
-    One column per metric; each cell reads "ours [interval]" with the paper's number on a
-    second line ("paper 0.993"), a dash where a number is missing. Ours is printed with
-    ``digits`` decimals and its interval with one fewer; the difference stays in ``table``.
+    One column per metric (five fit the book's text column at a 1,400 px window); each cell
+    stacks ours (bold), its interval and the paper's number ("paper 0.993"), a dash where a
+    number is missing. Ours and the paper's have ``digits`` decimals, the interval one fewer;
+    the difference stays in ``table``. Self-contained CSS: it reads the same in JupyterLab.
     """
     d = table.attrs.get("digits", 3) if digits is None else digits
     level = round(100 * table.attrs.get("ci_level", 0.95))
@@ -659,18 +660,24 @@ def style_comparison(table: pd.DataFrame, digits: int | None = None):  # -> pand
     )
     styler = cells.style.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
     styler = styler.hide(axis="index", names=True)  # no header row for the index name
+    rule = "border-bottom: 1px solid rgba(128, 128, 128, 0.35);"
     return styler.set_caption(
-        f"Ours [{level}% bootstrap interval], with the paper's number below each"
+        f"Each cell: ours (bold), our {level}% bootstrap interval, the paper's number."
     ).set_table_styles(
         [
+            {"selector": "", "props": "border-collapse: collapse;"},
             {"selector": "caption", "props": "caption-side: top; text-align: left;"},
-            {"selector": "th", "props": "text-align: left; vertical-align: top;"},
+            {"selector": "th, td", "props": f"padding: 0.35em 0.6em; vertical-align: top; {rule}"},
+            {"selector": "thead th", "props": "text-align: right; white-space: nowrap;"},
+            {"selector": "tbody th", "props": "text-align: left; min-width: 7em;"},
             {
                 "selector": "td",
-                "props": "text-align: right; vertical-align: top; white-space: nowrap;"
-                " font-variant-numeric: tabular-nums; line-height: 1.35;",
+                "props": "text-align: right; white-space: nowrap; line-height: 1.3;"
+                " font-variant-numeric: tabular-nums;",
             },
-            {"selector": "td .cmp-ci", "props": "font-size: 0.85em;"},
-            {"selector": "td .cmp-paper", "props": "display: block; color: #666;"},
+            {"selector": "td span", "props": "display: block;"},
+            {"selector": "td .cmp-ours", "props": "font-weight: 600;"},
+            {"selector": "td .cmp-ci", "props": "font-size: 0.8em; opacity: 0.85;"},
+            {"selector": "td .cmp-paper", "props": "font-size: 0.85em; opacity: 0.7;"},
         ]
     )

@@ -67,7 +67,10 @@ def _is(value: Any, kind: str) -> bool:
 
 def _example(name: str, spec: Param, value: Any) -> str:
     """How to pass a value of this parameter to papermill."""
-    sample = value if _is(value, spec.kind) else _sample(spec)
+    if spec.kind == "list" and isinstance(value, str) and _problem([value], spec) is None:
+        sample = [value]  # one item given bare: the list that holds it
+    else:
+        sample = _sample(spec)
     if spec.kind in ("list", "dict"):
         text = yaml.safe_dump({name: sample}, default_flow_style=True).strip().strip("{}")
         return f"-y {shlex.quote(text)}"
@@ -77,14 +80,12 @@ def _example(name: str, spec: Param, value: Any) -> str:
 def _sample(spec: Param) -> Any:
     if spec.choices:
         return spec.choices[0]
-    return {
-        "int": 1,
-        "float": 0.5,
-        "str": "text",
-        "bool": True,
-        "list": [_sample(Param(spec.items or "str"))] * (spec.length or 2),
-        "dict": {"key": 1},
-    }[spec.kind]
+    if spec.kind == "list":
+        return [_sample(Param(spec.items or "str"))] * (spec.length or 2)
+    low = spec.low if spec.low is not None else 1
+    return {"int": int(low), "float": float(low), "str": "text", "bool": True}.get(
+        spec.kind, {"key": 1}
+    )
 
 
 def _coerce(value: Any, spec: Param) -> Any:

@@ -310,6 +310,47 @@ def plot_cooccurrence(
     return fig
 
 
+def plot_score_pairs(
+    table: pd.DataFrame,
+    columns: Mapping[str, str],
+    *,
+    chance: float | None = 0.5,
+    xlabel: str = "AUROC",
+    title: str | None = None,
+) -> Figure:
+    """Scores in [0, 1] of several models per row of ``table``, as grouped horizontal bars.
+
+    ``columns`` maps score columns to their names in the legend. Rows are sorted by the first
+    column, whose bars (the lowest of each group) carry their values, so the figure reads as a
+    ranking of the rows by that model with the others beside it; ``chance`` draws a dashed
+    line. The x axis starts 0.05 below the lowest score or below 0.4, whichever is lower
+    (never below 0), so that differences between good scores stay visible.
+    """
+    if not len(table) or not columns:
+        raise ValueError("no rows or no score columns to plot")
+    names = list(columns)
+    t = table.sort_values(names[0])
+    y = np.arange(len(t))
+    h = 0.8 / len(names)
+    with style():
+        fig = Figure(figsize=(6.0, 0.19 * len(names) * len(t) + 1.7), layout="constrained")
+        ax = fig.add_subplot()
+        for i, col in enumerate(names):
+            bars = ax.barh(y - 0.4 + h * (i + 0.5), t[col], height=h, label=columns[col])
+            if i == 0:
+                ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+        if chance is not None:
+            ax.axvline(chance, color="grey", ls="--", lw=1, label="chance")
+        low = np.nanmin(t[names].to_numpy(dtype=float), initial=0.4)
+        ax.set(xlim=(max(0.0, min(0.4, low - 0.05)), 1.04), xlabel=xlabel)
+        ax.set_yticks(y, t.index)
+        ax.grid(axis="y", visible=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), ncols=len(names) + 1)
+        if title:
+            ax.set_title(title, loc="left")
+    return fig
+
+
 # --------------------------------------------------------------------------------------------
 # images
 

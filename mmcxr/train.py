@@ -3,25 +3,35 @@
 :func:`fit` runs on CPU, one GPU (bf16 autocast) or many (``accelerate launch`` — nothing in
 the chapter changes) through ``accelerate.Accelerator``. It keeps the papers' protocol — Adam,
 linear or plateau schedule, early stopping on validation loss, best-checkpoint selection — and
-makes runs restartable: after every epoch ``<checkpoint_dir>/last.pt`` holds everything needed
-to continue (weights, optimiser, scheduler, RNG states, history, early-stopping counters) and
-``best.pt`` the best weights (``{"epoch", "model"}``), both written atomically. Calling
-:func:`fit` again with the same ``checkpoint_dir`` resumes, and a resumed run ends
+makes runs restartable: after every epoch ``<checkpoint_dir>/state-<epoch>/`` holds everything
+needed to continue — ``Accelerator.save_state`` (weights, optimiser, scheduler, every RNG) plus
+``mmcxr_run.json`` (history, early-stopping counters and the settings it belongs to) — and
+``best.pt`` the best weights (``{"epoch", "model"}``). Both appear atomically (a folder is
+written under a temporary name and renamed). Calling :func:`fit` again with the same
+``checkpoint_dir`` resumes with ``Accelerator.load_state``, and a resumed run ends
 bit-identical to an uninterrupted one on CPU.
 
 Reproducibility: :func:`seed_everything` seeds Python, NumPy and torch and asks torch for
 deterministic kernels; batches are shuffled by accelerate's seedable sampler, whose order depends
 only on ``(seed, epoch)``, so a resumed run sees the same batches.
+
+accelerate keeps one device per process (``AcceleratorState``; its public API offers no way to
+change it once set), so a process that trained on one device cannot :func:`fit` on another:
+restart the kernel. Mixed precision is per call instead: ``fit`` applies bf16 autocast itself
+rather than through the process-wide ``Accelerator(mixed_precision=...)``, so
+``mixed_precision=False`` after a bf16 fit needs no restart.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
+import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,50 +98,6 @@ def seed_worker(worker_id: int) -> None:
     worker_init_fn(worker_id)
 
 
-def _rng_state() -> dict[str, Any]:
-    """All RNG states as tensors/plain types, so ``torch.load(weights_only=True)`` accepts them."""
-    py_version, py_state, py_gauss = random.getstate()
-    np_state = np.random.get_state()  # noqa: NPY002 - checkpointing the global stream
-    return {
-        "python": {
-            "version": py_version,
-            "state": torch.tensor(py_state, dtype=torch.int64),
-            "gauss": py_gauss,
-        },
-        "numpy": {
-            "kind": np_state[0],
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
-    n = state["numpy"]
-    np.random.set_state(  # noqa: NPY002
-        (
-            n["kind"],
-            n["keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-    torch.set_rng_state(state["torch"])
-    if (
-        state["cuda"]
-        and torch.cuda.is_available()
-        and len(state["cuda"]) == torch.cuda.device_count()
-    ):
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 # --------------------------------------------------------------------------- results
 
 
@@ -189,29 +155,106 @@ def _atomic_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _make_accelerator(device: str, mixed_precision: bool, seed: int):
-    """An ``Accelerator`` for this call. accelerate keeps one process-wide state; in a
-    single-process notebook that switches device or precision between fits it is reset
-    (never under ``accelerate launch``, where the state belongs to the launcher)."""
+def _make_accelerator(device: str, seed: int):
+    """An ``Accelerator`` on the requested device, through accelerate's public API only.
+
+    accelerate fixes the device at the first ``Accelerator`` of a process; asking for another
+    one later either raises (CPU after GPU) or silently keeps the first (GPU after CPU). Both
+    become one error here that says to restart. Precision is not given to accelerate
+    (``mixed_precision="no"``) because that too is fixed per process; :func:`fit` autocasts.
+    """
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DataLoaderConfiguration
 
     from mmcxr.env import resolve_device
 
-    want = resolve_device(device)
-    cpu = want == "cpu"
-    mp = "bf16" if (mixed_precision and want.startswith("cuda")) else "no"
-    state = AcceleratorState._shared_state
-    if state and not PartialState().use_distributed:
-        current = AcceleratorState()
-        if current.device.type != want.split(":")[0] or current._mixed_precision != mp:
-            AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(
-        cpu=cpu,
-        mixed_precision=mp,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
+    want = torch.device(resolve_device(device))
+    advice = (
+        f"fit(device={device!r}) needs {want.type}, but accelerate has fixed this process to "
+        "another device at an earlier fit (it allows one per process): restart the kernel, or "
+        "keep the device this process started with"
     )
+    try:
+        accelerator = Accelerator(
+            cpu=want.type == "cpu",
+            mixed_precision="no",
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
+        )
+    except ValueError as e:
+        raise ValueError(f"{advice} ({e})") from e
+    if accelerator.device.type != want.type:
+        raise ValueError(f"{advice} (it is on {accelerator.device})")
+    return accelerator
+
+
+STATE_PREFIX = "state-"
+RUN_FILE = "mmcxr_run.json"
+
+
+def _latest_state(ckpt_dir: Path) -> Path | None:
+    """The newest complete ``state-<epoch>`` folder (partial ones carry another name)."""
+    done = [
+        p
+        for p in ckpt_dir.glob(f"{STATE_PREFIX}*")
+        if p.name[len(STATE_PREFIX) :].isdigit() and (p / RUN_FILE).is_file()
+    ]
+    return max(done, key=lambda p: int(p.name[len(STATE_PREFIX) :]), default=None)
+
+
+def _save_state(accelerator, ckpt_dir: Path, epoch: int, run: dict[str, Any]) -> None:
+    """``Accelerator.save_state`` plus ``run`` into ``state-<epoch>``, atomically.
+
+    Every process calls this (accelerate writes each rank's RNG state). The folder is filled
+    under a dot-name and renamed when complete, so a crash leaves the previous state usable;
+    older states are removed after the rename.
+    """
+    final = ckpt_dir / f"{STATE_PREFIX}{epoch:04d}"
+    partial = ckpt_dir / f".{final.name}.partial"
+    main = accelerator.is_main_process
+    if main:
+        shutil.rmtree(partial, ignore_errors=True)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    if main:
+        atomic.write_text(partial / RUN_FILE, json.dumps(run))
+    accelerator.wait_for_everyone()
+    if main:
+        if final.exists():  # only after a crash between this rename and the cleanup below
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        for old in ckpt_dir.glob(f"{STATE_PREFIX}*"):
+            if old != final and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _accuracy_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
+    """Correct predictions at p=0.5 and how many were made; ``(0, 0)`` when the outputs are
+    not one logit per label (e.g. masked-LM vocabulary logits), which reads as NaN accuracy."""
+    if logits.shape != labels.shape:
+        return 0.0, 0
+    return float(((logits > 0) == (labels > 0.5)).sum().item()), labels.numel()
+
+
+def _optimizer(
+    model: nn.Module, name: str, lr: float, weight_decay: float, no_decay: Sequence[str]
+) -> torch.optim.Optimizer:
+    """Adam/AdamW over the trainable parameters; names ending in ``no_decay`` get no weight
+    decay (BERT's convention for biases and LayerNorm weights)."""
+    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(name)
+    if opt_cls is None:
+        raise ValueError(f"optimizer must be 'adam' or 'adamw', got {name!r}")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("model has no trainable parameters (everything frozen?)")
+    suffixes = tuple(no_decay)
+    decay = [p for n, p in named if not (suffixes and n.endswith(suffixes))]
+    exempt = [p for n, p in named if suffixes and n.endswith(suffixes)]
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if exempt:
+        groups.append({"params": exempt, "weight_decay": 0.0})
+    return opt_cls(groups, lr=lr)
 
 
 def _make_scheduler(
@@ -271,6 +314,7 @@ def fit(
     lr: float,
     optimizer: str = "adam",
     weight_decay: float = 0.0,
+    no_decay: Sequence[str] = (),
     schedule: str | None = None,
     schedule_kwargs: dict[str, Any] | None = None,
     patience: int | None = 3,
@@ -282,6 +326,7 @@ def fit(
     device: str = "auto",
     mixed_precision: bool = True,
     num_workers: int = 0,
+    collate_fn: Callable[[list[Any]], dict[str, Any]] | None = None,
     epoch_budget: int | None = None,
     time_budget_s: float | None = None,
     progress: bool = True,
@@ -289,16 +334,21 @@ def fit(
     """Train ``model`` (a batch-dict -> logits module) and return its :class:`History`.
 
     ``loss`` takes ``(logits, labels)`` (e.g. ``make_loss("focal", alpha=0.85, gamma=1.5)``;
-    a name uses :func:`mmcxr.models.make_loss` defaults). ``schedule``: None, ``"linear"``
+    a name uses :func:`mmcxr.models.make_loss` defaults); labels are the batch's ``"label"``
+    as float. ``schedule``: None, ``"linear"``
     (per step, ``warmup_steps`` in ``schedule_kwargs``), ``"linear_epoch"`` (``LinearLR`` stepped
     per epoch over ``total_iters`` epochs, our reading of paper 001's "linear scheduler with two
     steps") or ``"plateau"`` (``ReduceLROnPlateau`` on validation loss). Early stopping after
     ``patience`` epochs without a ``min_delta`` improvement of validation loss (None: never).
+    ``no_decay``: parameter-name endings trained without weight decay (``("bias",
+    "LayerNorm.weight")`` for BERT). ``collate_fn`` builds batches (e.g. masked-LM masking);
+    ``train_accuracy`` is NaN when logits are not one per label.
 
-    With ``checkpoint_dir`` the run resumes from ``last.pt`` when present (a finished run
-    returns at once). ``epoch_budget``/``time_budget_s`` end this call early, resumable, e.g. to
-    fit a long run into limited sessions. At the end the best-validation weights are loaded
-    into ``model`` (``restore_best``). The model is left on CPU.
+    With ``checkpoint_dir`` the run resumes from its newest ``state-<epoch>`` folder when
+    present (a finished run returns at once). ``epoch_budget``/``time_budget_s`` end this call
+    early, resumable, e.g. to fit a long run into limited sessions. At the end the
+    best-validation weights are loaded into ``model`` (``restore_best``). The model is left on
+    CPU. ``mixed_precision`` means bf16 autocast on CUDA (nothing elsewhere).
     """
     if isinstance(loss, str):
         from mmcxr.models.losses import make_loss
@@ -316,6 +366,7 @@ def fit(
         "batch_size": batch_size,
         "optimizer": optimizer,
         "weight_decay": weight_decay,
+        "no_decay": list(no_decay),
         "schedule": schedule,
         "schedule_kwargs": repr(sorted(schedule_kwargs.items())),
         "seed": seed,
@@ -324,35 +375,36 @@ def fit(
         "n_val": len(val_ds) if val_ds is not None else 0,
     }
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    last_path = ckpt_dir / "last.pt" if ckpt_dir else None
     best_path = ckpt_dir / "best.pt" if ckpt_dir else None
 
     seed_everything(seed)
-    accelerator = _make_accelerator(device, mixed_precision, seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no trainable parameters (everything frozen?)")
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(optimizer)
-    if opt_cls is None:
-        raise ValueError(f"optimizer must be 'adam' or 'adamw', got {optimizer!r}")
-    opt = opt_cls(params, lr=lr, weight_decay=weight_decay)
+    accelerator = _make_accelerator(device, seed)
+    use_bf16 = mixed_precision and accelerator.device.type == "cuda"
+    opt = _optimizer(model, optimizer, lr, weight_decay, no_decay)
 
     train_loader = DataLoader(
         train_ds,
         batch_size=batch_size,
         shuffle=True,
         num_workers=num_workers,
+        collate_fn=collate_fn,
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
     )
     val_loader = (
-        DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        DataLoader(
+            val_ds,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=collate_fn,
+        )
         if val_ds is not None
         else None
     )
 
-    # ---- resume
+    # ---- resume: settings first, so a checkpoint of another run is refused before loading
     state: dict[str, Any] = {
         "epoch": 0,
         "rows": [],
@@ -361,29 +413,29 @@ def fit(
         "bad_epochs": 0,
         "stopped_early": False,
     }
-    ckpt = None
-    if last_path is not None and last_path.is_file():
+    state_dir = _latest_state(ckpt_dir) if ckpt_dir is not None else None
+    run: dict[str, Any] | None = None
+    if state_dir is not None:
         try:
-            ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
-        except Exception as e:
+            run = json.loads((state_dir / RUN_FILE).read_text())
+        except (OSError, ValueError) as e:
             raise ValueError(
-                f"{last_path}: unreadable checkpoint ({e}); delete it to start afresh"
+                f"{state_dir}: unreadable checkpoint ({e}); delete it to start afresh"
             ) from e
-        if ckpt.get("signature") != signature:
-            diff = {
-                k: (ckpt.get("signature", {}).get(k), v)
-                for k, v in signature.items()
-                if ckpt.get("signature", {}).get(k) != v
-            }
+        saved = run.get("signature", {})
+        if saved != signature:
+            diff = {k: (saved.get(k), v) for k, v in signature.items() if saved.get(k) != v}
             raise ValueError(
-                f"{last_path} belongs to a run with other settings (checkpoint, now): {diff}. "
+                f"{state_dir} belongs to a run with other settings (checkpoint, now): {diff}. "
                 "Use another checkpoint_dir or delete this one."
             )
-        try:
-            model.load_state_dict(ckpt["model"])
-        except RuntimeError as e:
-            raise ValueError(f"{last_path}: weights do not fit this model: {e}") from e
-        state.update(ckpt["state"])
+    elif ckpt_dir is not None and (ckpt_dir / "last.pt").is_file():
+        warnings.warn(
+            f"{ckpt_dir / 'last.pt'} is an older mmcxr checkpoint, which this version does not "
+            "read; the run starts afresh",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     model, opt, train_loader = accelerator.prepare(model, opt, train_loader)
     if val_loader is not None:
@@ -392,18 +444,23 @@ def fit(
     scheduler, sched_when = _make_scheduler(
         schedule, opt, epochs * steps_per_epoch, schedule_kwargs
     )
-    if ckpt is not None:
+    if scheduler is not None:
+        # saved and restored by save_state/load_state, but not wrapped by prepare(): accelerate's
+        # scheduler wrapper would step once per process and change the schedule on many GPUs
+        accelerator.register_for_checkpointing(scheduler)
+    if run is not None:
         # after the scheduler: building one resets the learning rate, the saved state restores it
-        opt.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"])
+        try:
+            accelerator.load_state(str(state_dir))
+        except (RuntimeError, KeyError, OSError) as e:
+            raise ValueError(f"{state_dir}: does not fit this model or run: {e}") from e
+        state.update(run["state"])
     resumed_from = state["epoch"]
     best_state: dict[str, torch.Tensor] | None = None
     if best_path is not None and best_path.is_file() and state["best_epoch"] is not None:
         best = torch.load(best_path, map_location="cpu", weights_only=True)
-        # best.pt is written before last.pt; after a crash between the two it is one epoch
-        # ahead, and that epoch is about to be re-run (and re-saved) anyway
+        # best.pt is written before the state folder; after a crash between the two it is one
+        # epoch ahead, and that epoch is about to be re-run (and re-saved) anyway
         if best["epoch"] == state["best_epoch"]:
             best_state = best["model"]
 
@@ -433,7 +490,8 @@ def fit(
         )
         for step, batch in enumerate(bar):
             labels = batch["label"].float()
-            logits = model(batch)
+            with torch.autocast(accelerator.device.type, torch.bfloat16, enabled=use_bf16):
+                logits = model(batch)
             value = loss(logits.float(), labels)
             if not torch.isfinite(value):
                 raise FloatingPointError(
@@ -450,8 +508,9 @@ def fit(
             bs = labels.shape[0]
             tot += value.detach().item() * bs
             n += bs
-            correct += ((logits.detach() > 0) == (labels > 0.5)).float().sum().item()
-            n_lab += labels.numel()
+            c, k = _accuracy_counts(logits.detach(), labels)
+            correct += c
+            n_lab += k
             bar.set_postfix(loss=f"{tot / n:.4f}")
         row = {
             "epoch": epoch + 1,
@@ -463,7 +522,7 @@ def fit(
             "lr": opt.param_groups[0]["lr"],
         }
         if val_loader is not None:
-            vl, vlabels, vlogits = _evaluate(model, val_loader, loss, accelerator)
+            vl, vlabels, vlogits = _evaluate(model, val_loader, loss, accelerator, use_bf16)
             if not math.isfinite(vl):
                 raise FloatingPointError(
                     f"non-finite validation loss at epoch {epoch + 1}: {vl} (labels with NaN?)"
@@ -492,20 +551,8 @@ def fit(
         epoch_bar.set_postfix(
             train=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}", best=state["best_epoch"]
         )
-        if last_path is not None and main:
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_save(
-                {
-                    "model": {k: v.detach().cpu() for k, v in unwrapped.state_dict().items()},
-                    "optimizer": opt.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "rng": _rng_state(),
-                    "state": state,
-                    "signature": signature,
-                },
-                last_path,
-            )
-        accelerator.wait_for_everyone()
+        if ckpt_dir is not None:
+            _save_state(accelerator, ckpt_dir, epoch + 1, {"signature": signature, "state": state})
         if state["stopped_early"]:
             break
         if epoch_budget is not None and done_this_call >= epoch_budget:
@@ -541,21 +588,25 @@ def fit(
 
 
 def _global_mean(accelerator, total: float, count: float) -> float:
+    """Mean over all processes; NaN when nothing was counted."""
     if accelerator.num_processes > 1:
         t = accelerator.reduce(
             torch.tensor([total, count], dtype=torch.float64, device=accelerator.device), "sum"
         )
         total, count = t.tolist()
-    return total / max(count, 1)
+    return total / count if count else float("nan")
 
 
 @torch.no_grad()
-def _evaluate(model, loader, loss, accelerator) -> tuple[float, np.ndarray, np.ndarray]:
+def _evaluate(
+    model, loader, loss, accelerator, use_bf16: bool
+) -> tuple[float, np.ndarray, np.ndarray]:
     model.eval()
     all_logits, all_labels = [], []
     for batch in loader:
-        logits = model(batch).float()
-        logits, labels = accelerator.gather_for_metrics((logits, batch["label"].float()))
+        with torch.autocast(accelerator.device.type, torch.bfloat16, enabled=use_bf16):
+            logits = model(batch)
+        logits, labels = accelerator.gather_for_metrics((logits.float(), batch["label"].float()))
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
     logits = torch.cat(all_logits)

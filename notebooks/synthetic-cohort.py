@@ -88,7 +88,7 @@ if data_format not in ("mimic-cxr", "mimic-cxr-jpg"):
 root = data.resolve_root(
     data_format, data_root, n=synth_n, seed=synth_seed, image_size=synth_image_size
 )
-synthetic = sc.is_synthetic(root)
+synthetic = mmcxr.provenance.describe_source(root, data_format)["kind"] == "synthetic"
 display(
     Markdown(
         f"Reading `{root}`: a **{'synthetic' if synthetic else 'real'}** {data_format} root."
@@ -173,13 +173,11 @@ glued.update(
 common_findings = [
     c for c in sc.common_labels(studies, min_prevalence=min_prevalence) if c != "No Finding"
 ]
+fig = None
 if common_findings:
-    fig = sc.plot_cooccurrence(
-        sc.cooccurrence(studies, common_findings),
-        title="Co-occurrence of the common findings (per study)",
-    )
+    matrix = plots.label_cooccurrence(studies, common_findings)
+    fig = plots.plot_cooccurrence(matrix, title="Co-occurrence of the common findings (per study)")
 else:
-    fig = None
     print("No finding is common here: are the label tables missing (see meta_root)?")
 fig
 
@@ -192,18 +190,12 @@ fig
 # finding that is only described in FINDINGS stays unlabelled.
 
 # %%
-rng = np.random.default_rng(seed)
 per_study = images.drop_duplicates("study_id").reset_index(drop=True)
 n_positive = (per_study[data.CHEXPERT_LABELS] == 1.0).sum(axis=1)
-candidates = per_study[
-    (per_study["findings_source"] == "findings")
-    & (per_study["impression_source"] == "impression")
-    & (n_positive >= 2)
-]
-example = (candidates if len(candidates) else per_study).iloc[
-    int(rng.integers(len(candidates) or len(per_study)))
-]
-card = sc.report_card(example)
+both = per_study["findings_source"].eq("findings") & per_study["impression_source"].eq("impression")
+candidates = per_study[both & (n_positive >= 2)]
+pool = candidates if len(candidates) else per_study
+card = sc.report_card(pool.iloc[int(np.random.default_rng(seed).integers(len(pool)))])
 print(card["report"])
 
 # %%
@@ -224,13 +216,12 @@ pd.DataFrame({"label": card["labels"]}).rename_axis("CheXpert label").T
 shown = sc.pick_examples(frontal, min(n_examples, frontal["study_id"].nunique()), seed)
 
 
-def caption(row: pd.Series, width: int = 120) -> str:
-    positive = [c for c in data.CHEXPERT_LABELS if row[c] == 1.0]
-    head = ", ".join(positive) or "no positive label"
-    return f"{row['view']}: {head}\n" + textwrap.shorten(f'"{row["impression"]}"', width)
+def caption(row: pd.Series) -> str:
+    positive = ", ".join(c for c in data.CHEXPERT_LABELS if row[c] == 1.0) or "no positive label"
+    return f"{row['view']}: {positive}\n" + textwrap.shorten(f'"{row["impression"]}"', 120)
 
 
-sc.image_grid(
+plots.plot_image_grid(
     [data.read_image(p) for p in shown["path"]],
     [caption(r) for _, r in shown.iterrows()],
     ncols=3,
@@ -246,28 +237,9 @@ sc.image_grid(
 # magnifies the heart, which is why MIMIC-based work often keeps PA films only.
 
 # %%
-views = images.assign(view=images["view"].str.upper())
-by_study = views.groupby("study_id")["view"].agg(set)
-pa_lat = by_study[by_study.map(lambda v: "PA" in v and bool(v & {"LATERAL", "LL"}))].index
-ap_only = by_study[by_study.map(lambda v: "AP" in v)].index
-panels = []
-if len(pa_lat):
-    pick = views[views["study_id"] == pa_lat[int(rng.integers(len(pa_lat)))]]
-    panels += [
-        pick[pick["view"] == "PA"].iloc[0],
-        pick[pick["view"].isin(["LATERAL", "LL"])].iloc[0],
-    ]
-if len(ap_only):
-    pick = views[views["study_id"] == ap_only[int(rng.integers(len(ap_only)))]]
-    panels.append(pick[pick["view"] == "AP"].iloc[0])
-sc.image_grid(
-    [data.read_image(r["path"]) for r in panels],
-    [
-        f"{r['view']}, {r['orientation'] or 'orientation not recorded'}\n{r['procedure']}"
-        for r in panels
-    ],
-    ncols=3,
-    panel_size=3.0,
+views = sc.view_panels(images, seed)
+plots.plot_image_grid(
+    [data.read_image(p) for p in views["path"]], views["caption"], ncols=3, panel_size=3.0
 )
 
 # %% [markdown]
@@ -281,50 +253,16 @@ sc.image_grid(
 # washed out, and a model would learn that as a shortcut.
 
 # %%
+fig = headers = None
 if data_format == "mimic-cxr":
     header_sample = images if len(images) <= 5000 else images.sample(5000, random_state=seed)
-    headers = sc.dicom_headers(header_sample["path"])
-    display(
-        pd.crosstab(
-            headers["photometric"],
-            headers["voi_lut"].map({True: "VOI LUT", False: "window"}),
-            margins=True,
-            margins_name="total",
-        )
-    )
-    chosen = [headers[headers["photometric"] == "MONOCHROME1"], headers[headers["voi_lut"]]]
-    pairs = [sc.raw_and_display(h["path"].iloc[0]) for h in chosen if len(h)]
-    with plots.style():
-        fig = Figure(figsize=(5.6, 3.4 * max(len(pairs), 1)), layout="constrained")
-        axes = fig.subplots(max(len(pairs), 1), 2, squeeze=False)
-        for (raw, shown_image, tags), ax in zip(pairs, axes, strict=False):
-            what = "VOI LUT" if tags["VOI LUT"] else "window"
-            ax[0].imshow(raw, cmap="gray")
-            ax[0].set_title(
-                f"stored values, {tags['PhotometricInterpretation']}\n"
-                f"({tags['BitsStored']}-bit, min-max scaled)",
-                fontsize=9,
-            )
-            ax[1].imshow(shown_image, cmap="gray", vmin=0, vmax=1)
-            ax[1].set_title(
-                f"read_image: {what} applied,\n"
-                + (
-                    "inverted"
-                    if tags["PhotometricInterpretation"] == "MONOCHROME1"
-                    else "not inverted"
-                ),
-                fontsize=9,
-            )
-            for a in ax:
-                a.set_axis_off()
-    glued.update(
-        share_mono1=float((headers["photometric"] == "MONOCHROME1").mean()),
-        share_voi_lut=float(headers["voi_lut"].mean()),
-    )
+    headers = data.dicom_headers(header_sample["path"])
+    voi = headers["voi_lut"].map({True: "VOI LUT", False: "window"})
+    display(pd.crosstab(headers["photometric"], voi, margins=True, margins_name="total"))
+    fig = sc.plot_stored_and_displayed(headers)
 else:
-    fig = None
     print("The JPG release holds 8-bit display images; there is no DICOM to show.")
-    glued.update(share_mono1="n/a (JPG release)", share_voi_lut="n/a (JPG release)")
+glued.update(sc.display_numbers(headers))
 fig
 
 # %% [markdown]
@@ -342,48 +280,14 @@ fig
 try:
     gold_boxes, gold_sentences = data.load_imagenome_gold(imagenome_root or root)
 except data.DataError as exc:
-    gold_boxes = gold_sentences = None
+    gold_boxes = None
     print(f"No Chest ImaGenome gold set here ({exc}); this section is skipped.")
 fig = None
 if gold_boxes is not None:
-    positive = gold_sentences[gold_sentences["context"].astype(str).str.lower() == "yes"]
-    on_disk = set(images["dicom_id"])
-    linked = positive[
-        positive["dicom_id"].isin(on_disk) & ~positive["bbox"].isin(["left lung", "right lung"])
-    ]
-    gold_ids = sorted(set(linked["dicom_id"])) or sorted(set(gold_boxes["dicom_id"]) & on_disk)
-    gold_id = gold_ids[int(rng.integers(len(gold_ids)))]
-    image_row = images.set_index("dicom_id").loc[gold_id]
-    img = data.read_image(image_row["path"])
-    anat = gold_boxes[gold_boxes["dicom_id"] == gold_id].set_index("bbox_name")
-    corners = ["original_x1", "original_y1", "original_x2", "original_y2"]
-    anatomy = [
-        "right lung",
-        "left lung",
-        "cardiac silhouette",
-        "mediastinum",
-        "right costophrenic angle",
-        "left costophrenic angle",
-    ]
-    said = linked[linked["dicom_id"] == gold_id]
-    linked_boxes = {}  # one entry per box, naming every condition said about it
-    for bbox, group in said.groupby("bbox", sort=True):
-        if bbox in anat.index and len(linked_boxes) < 6:
-            names = ", ".join(sorted(set(group["label_name"])))
-            linked_boxes[f"{bbox}: {names}"] = anat.loc[bbox, corners].tolist()
-    fig = sc.boxed_grid(
-        [
-            (
-                "anatomical boxes",
-                img,
-                {n: anat.loc[n, corners].tolist() for n in anatomy if n in anat.index},
-            ),
-            ("boxes linked to positive sentences", img, linked_boxes),
-        ],
-        ncols=2,
-        panel_size=3.6,
-    )
-    display(said[["sentence", "bbox", "label_name", "context", "section"]].reset_index(drop=True))
+    gold, sentences = sc.imagenome_panels(gold_boxes, gold_sentences, images, seed)
+    fig = plots.plot_image_grid([data.read_image(p) for p in gold["path"]], gold["caption"],
+                                boxes=gold["boxes"], legend=True, ncols=2, panel_size=3.6)
+    display(sentences)
 fig
 
 # %% [markdown]
@@ -399,15 +303,8 @@ if synthetic:
     gt = data.load_ground_truth(root)
     config = sc.load_synth_config(root)["config"]
     planted = sc.planted_structure(gt, config)
-    display(
-        planted.style.format(
-            {
-                "planted": lambda v: "off" if v is None or v is False else f"{v:g}",
-                "measured": "{:.3f}",
-            },
-            na_rep="-",
-        ).hide(axis="index")
-    )
+    knob = {"planted": lambda v: "off" if v is None or v is False else f"{v:g}"}
+    display(planted.style.format({**knob, "measured": "{:.3f}"}, na_rep="-").hide(axis="index"))
 else:
     gt = config = planted = None
     print("A real root has no ground truth: nothing planted to show.")
@@ -445,33 +342,12 @@ if synthetic:
 # an obvious and a subtle lesion, and AP films with the spurious marker.
 
 # %%
+strata = sc.strata_panels(gt, images, seed) if synthetic else None
 fig = None
-if synthetic:
-    f = gt[gt["frontal"].astype(bool)].merge(images[["dicom_id"]], on="dicom_id")
-    groups = {
-        "pneumothorax, chest tube": f["stratum_pneumothorax_chest_tube"] == 1.0,
-        "pneumothorax, no tube": f["stratum_pneumothorax_chest_tube"] == 0.0,
-        "lung lesion, obvious": f["stratum_lesion"] == "obvious",
-        "lung lesion, subtle": f["stratum_lesion"] == "subtle",
-        "AP, marker, pneumonia": f["spurious_marker"].astype(bool) & (f["truth_Pneumonia"] == 1),
-        "AP, marker, no pneumonia": f["spurious_marker"].astype(bool) & (f["truth_Pneumonia"] == 0),
-    }
-    box_of = {"pneumothorax": "Pneumothorax", "lung lesion": "Lung Lesion", "AP": "Pneumonia"}
-    strata_panels = []
-    for name, mask in groups.items():
-        if not mask.any():
-            continue
-        row = f[mask].sample(1, random_state=seed).iloc[0]
-        finding = box_of[name.split(",")[0]]
-        box = sc.parse_box(row[f"box_{finding}"])
-        strata_panels.append(
-            (
-                name,
-                data.read_image(root / row["path"]),
-                {f"{finding}, as drawn": box} if box else {},
-            )
-        )
-    fig = sc.boxed_grid(strata_panels, ncols=3, panel_size=3.0)
+if strata is not None and len(strata):
+    fig = plots.plot_image_grid([data.read_image(root / p) for p in strata["path"]],
+                                strata["caption"], boxes=strata["boxes"], legend=True,
+                                ncols=3, panel_size=3.0)
 fig
 
 # %% [markdown]
@@ -483,30 +359,14 @@ fig
 # agreement beyond chance between "drawn" and "labelled positive or uncertain".
 
 # %%
+agreement = sc.label_truth_agreement(gt, images) if synthetic else None
 if synthetic:
-    agreement = sc.label_truth_agreement(gt, images)
     display(agreement.style.format({"agreement": "{:.3f}", "kappa": "{:.2f}"}))
-    first = gt.drop_duplicates("study_id")
-    noise = first.dropna(subset=["noise_label"])
-    display(
-        pd.crosstab(noise["noise_label"], noise["noise_kind"], margins=True, margins_name="total")
-    )
-    glued.update(
-        noise_studies=len(noise),
-        noise_share=len(noise) / len(first),
-        kappa_min=float(agreement["kappa"].min()),
-        kappa_min_finding=str(agreement["kappa"].idxmin()),
-        devices_unlabelled=int(agreement.loc["Support Devices", "unlabelled"]),
-    )
-else:
-    agreement = None
-    glued.update(
-        noise_studies="n/a (real data)",
-        noise_share="n/a (real data)",
-        kappa_min="n/a (real data)",
-        kappa_min_finding="n/a (real data)",
-        devices_unlabelled="n/a (real data)",
-    )
+    noise = gt.drop_duplicates("study_id").dropna(subset=["noise_label"])
+    if len(noise):
+        display(pd.crosstab(noise["noise_label"], noise["noise_kind"], margins=True,
+                            margins_name="total"))
+glued.update(sc.agreement_numbers(agreement, gt))
 
 # %% [markdown]
 # Agreement is high but not perfect, for three planted reasons. Label noise touches
@@ -527,30 +387,15 @@ else:
 
 # %%
 other_mimic = "mimic-cxr-jpg" if data_format == "mimic-cxr" else "mimic-cxr"
-demo = {
+demo_n = {other_mimic: demo_n_mimic, "openi": demo_n_openi, "chestx-ray14": demo_n_chestxray14}
+roots = {data_format: root} | {
     fmt: data.resolve_root(fmt, None, n=n, seed=synth_seed, image_size=demo_image_size)
-    for fmt, n in (
-        (other_mimic, demo_n_mimic),
-        ("openi", demo_n_openi),
-        ("chestx-ray14", demo_n_chestxray14),
-    )
+    for fmt, n in demo_n.items()
 }
-loaders = {
-    "mimic-cxr": lambda r: data.load_mimic_cxr(r, progress=False),
-    "mimic-cxr-jpg": lambda r: data.load_mimic_cxr_jpg(r, progress=False),
-    "openi": lambda r: data.load_openi(r, progress=False),
-    "chestx-ray14": lambda r: data.load_chestxray14(r, progress=False),
-}
-tables = {data_format: images, **{fmt: loaders[fmt](r) for fmt, r in demo.items()}}
-roots = {data_format: root, **demo}
-for fmt in ("mimic-cxr", "mimic-cxr-jpg", "openi", "chestx-ray14"):
+tables = {data_format: images} | {f: sc.load_release(f, roots[f], progress=False) for f in demo_n}
+for fmt in sc.FORMATS:
     t = tables[fmt]
-    display(
-        Markdown(
-            f"**{fmt}**: {len(t):,} images, {t['study_id'].nunique():,} studies"
-            f" (`{roots[fmt].name}`)"
-        )
-    )
+    display(Markdown(f"**{fmt}**: {len(t):,} images, {t['study_id'].nunique():,} studies"))
     print(sc.tree_listing(roots[fmt], max_entries=2, max_top=8))
     display(t.head(3))
 
@@ -562,15 +407,12 @@ for fmt in ("mimic-cxr", "mimic-cxr-jpg", "openi", "chestx-ray14"):
 # frontal film of each, as `read_image` decodes it:
 
 # %%
-order = ("mimic-cxr", "mimic-cxr-jpg", "openi", "chestx-ray14")
-firsts = [data.frontal_only(tables[fmt]).iloc[0] for fmt in order]
+firsts = [data.frontal_only(tables[fmt]).iloc[0] for fmt in sc.FORMATS]
 names = [str(r["path"]).rsplit("/", 1)[-1] for r in firsts]
-sc.image_grid(
+short = [n if len(n) <= 26 else f"{n[:12]}...{n[-10:]}" for n in names]  # MIMIC's long ids
+plots.plot_image_grid(
     [data.read_image(r["path"]) for r in firsts],
-    [
-        f"{fmt}\n{n if len(n) <= 26 else n[:12] + '...' + n[-10:]}"
-        for fmt, n in zip(order, names, strict=True)
-    ],
+    [f"{fmt}\n{n}" for fmt, n in zip(sc.FORMATS, short, strict=True)],
     ncols=4,
     panel_size=2.6,
 )
@@ -586,20 +428,15 @@ sc.image_grid(
 # below.
 
 # %%
-sample = (
-    frontal
-    if len(frontal) <= signal_max_images
-    else frontal.sample(signal_max_images, random_state=seed)
-)
+sample = frontal.sample(min(len(frontal), signal_max_images), random_state=seed)
 sample = sample.sort_values(["subject_id", "study_id", "dicom_id"]).reset_index(drop=True)
 cache_dir = sc.cache_dir_for(out, sample["dicom_id"], cache_size)
 data.prepare(data_format, root, cache_dir, size=cache_size, table=sample[["dicom_id", "path"]],
              overwrite="stale")
 cache = data.ImageCache(cache_dir)
 print(sc.tree_listing(cache_dir))
-pd.Series(
-    {k: v for k, v in cache.manifest.items() if k not in ("sha256", "keys_sha256")}, name="manifest"
-).to_frame()
+manifest = {k: v for k, v in cache.manifest.items() if k not in ("sha256", "keys_sha256")}
+pd.Series(manifest, name="manifest").to_frame()
 
 # %%
 thumbs = cache.get(sample["dicom_id"].tolist())
@@ -624,35 +461,21 @@ if sc.common_labels(sample, min_prevalence=min_prevalence):
     signal = sc.signal_check(
         sample, thumbs, min_prevalence=min_prevalence, test_share=test_share, seed=seed
     )
-    display(
-        signal.style.format(
-            {"prevalence": "{:.3f}", "image_auroc": "{:.3f}", "text_auroc": "{:.3f}"}
-        )
-    )
-    fig = sc.plot_signal_check(
-        signal, title=f"{len(sample):,} frontal images, {signal['test'].max():,} held out"
-    )
+    display(signal.style.format("{:.3f}", subset=["prevalence", "image_auroc", "text_auroc"]))
+    scores = {"image_auroc": f"{cache_size}x{cache_size} pixels", "text_auroc": "report words"}
+    title = f"{len(sample):,} frontal images, {signal['test'].max():,} held out"
+    fig = plots.plot_score_pairs(signal, scores, xlabel="test AUROC (logistic regression)",
+                                 title=title)
 else:
     print("No label is common among these images: are the label tables missing (meta_root)?")
 fig
 
 # %% tags=["remove-cell"]
-scored = (
-    signal.dropna(subset=["image_auroc", "text_auroc"])
-    if signal is not None
-    else pd.DataFrame(columns=["image_auroc", "text_auroc"])
-)
 glued.update(
-    image_size=f"drawn {synth_image_size} pixels high"
-    if data_root is None
-    else "at their native resolution",
+    image_size="at their native resolution" if data_root else f"drawn {synth_image_size} pixels high",
     cache_size=cache_size,
-    n_signal_labels=len(scored),
-    n_text_wins=int((scored["text_auroc"] > scored["image_auroc"]).sum()),
-    image_auroc_mean=float(scored["image_auroc"].mean()) if len(scored) else float("nan"),
-    text_auroc_mean=float(scored["text_auroc"].mean()) if len(scored) else float("nan"),
-    image_auroc_min=float(scored["image_auroc"].min()) if len(scored) else float("nan"),
-    image_auroc_max=float(scored["image_auroc"].max()) if len(scored) else float("nan"),
+    **sc.signal_numbers(signal),
+    **sc.paper_numbers(),  # the paper's numbers the prose quotes, from its reference tables
 )
 
 # %% [markdown]
@@ -666,8 +489,6 @@ glued.update(
 # chapters' networks see larger images.
 
 # %% tags=["remove-cell"]
-from mmcxr.chapters import late_fusion_reference as paper_001
-
 tables_out = {
     "signal_check.csv": signal,
     "planted_structure.csv": planted,
@@ -676,33 +497,10 @@ tables_out = {
 for name, table in tables_out.items():
     if table is not None:
         write_text(out / name, table.to_csv())
-summary = {
-    "root": str(root),
-    "synthetic": synthetic,
-    "parameters": PARAMS,
-    **{k: v for k, v in glued.items()},
-}
+summary = {"root": str(root), "synthetic": synthetic, "parameters": PARAMS, **glued}
 write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-formats = {
-    "findings_ratio": ".2f",
-    "share_no_finding": ".1%",
-    "share_mono1": ".1%",
-    "share_voi_lut": ".1%",
-    "noise_share": ".1%",
-    "kappa_min": ".2f",
-    "image_auroc_mean": ".3f",
-    "text_auroc_mean": ".3f",
-    "image_auroc_min": ".3f",
-    "image_auroc_max": ".3f",
-}
-for name, value in glued.items():
-    fmt = formats.get(name) if not isinstance(value, str) else None
-    if fmt is None and isinstance(value, int) and not isinstance(value, bool):
-        fmt = ","
-    mmcxr.book.glue_value(f"sc_{name}", value, fmt)
-for model in ("text", "image"):  # the paper's numbers quoted in the prose, from its tables
-    paper = paper_001.RESULTS[(model, "full", "bce")][paper_001.METRICS.index("auroc")]
-    mmcxr.book.glue_value(f"sc_paper_001_{model}_auroc", paper, ".4f")
+for name, text in sc.glue_text(glued).items():
+    mmcxr.chapter_page.glue_value(f"sc_{name}", text)
 
 # %% [markdown]
 # ## Exercises
@@ -711,17 +509,17 @@ for model in ("text", "image"):  # the paper's numbers quoted in the prose, from
 # change.
 
 # %% tags=["remove-input"]
-mmcxr.book.exercises(
+mmcxr.chapter_page.exercises(
     sc.SLUG,
     [
-        mmcxr.book.Exercise(
+        mmcxr.chapter_page.Exercise(
             "Draw the films at 128 pixels instead of 256. The thumbnails of the signal check are "
             "32 pixels either way: which image AUROCs move, and what does that say about where "
             "the image signal of each finding lives?",
             parameter="synth_image_size",
             value=128,
         ),
-        mmcxr.book.Exercise(
+        mmcxr.chapter_page.Exercise(
             "Generate the cohort from another seed. Which numbers on this page stay within a few "
             "points (prevalences, the planted-versus-measured table, the signal check) and which "
             "move more? Use the `n` column of the planted table to say which differences are "
@@ -729,19 +527,19 @@ mmcxr.book.exercises(
             parameter="synth_seed",
             value=1,
         ),
-        mmcxr.book.Exercise(
+        mmcxr.chapter_page.Exercise(
             "Let rarer labels into the signal check. How many test positives do the new labels "
             "have, and how far would you trust an AUROC computed on that many?",
             parameter="min_prevalence",
             value=0.02,
         ),
-        mmcxr.book.Exercise(
+        mmcxr.chapter_page.Exercise(
             "The spurious marker is burned into AP films only. Using the ground-truth table "
             "(`gt`), compute the AUROC of the marker alone as a pneumonia detector on frontal "
             "images, then on PA films. Which chapter's image model would you expect to exploit "
             "it, and how would you show that it does?"
         ),
-        mmcxr.book.Exercise(
+        mmcxr.chapter_page.Exercise(
             "Run the smoke profile. Which sections still make sense at that size, and which "
             "numbers become meaningless?",
             profile="smoke",

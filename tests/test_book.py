@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import jupytext
@@ -19,10 +20,18 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from mmcxr import book, papers, provenance, scorecard
-from mmcxr.claims import ClaimsError, read_claims, validate_claims, write_claims
+from mmcxr import book, chapter_page, papers, profiles, provenance, scorecard
+from mmcxr.claims import (
+    ClaimsError,
+    claims_markdown,
+    read_claims,
+    validate_claims,
+    write_claims,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
+# symbols, dingbats and pictographs (✅ ❌ ➖ ⚠): an empty box without a colour-emoji font
+EMOJI = re.compile("[\u2600-\u27bf\u2b00-\u2bff\U0001f300-\U0001faff]")
 PLACEHOLDERS = [
     "meems-hidden-stratification",
     "small-data-explanations",
@@ -82,6 +91,7 @@ def repo(tmp_path: Path, monkeypatch) -> Path:
     (tmp_path / "mmcxr" / "a.py").write_text("A = 1\n")
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     monkeypatch.setattr(book, "root", lambda: tmp_path)
+    monkeypatch.setattr(profiles, "root", lambda: tmp_path)
     monkeypatch.setenv("MMCXR_HOME", str(tmp_path))
     return tmp_path
 
@@ -134,7 +144,7 @@ def test_cache_reuses_unchanged_and_reexecutes_on_any_change(repo: Path, fake_pa
     assert run(profile="smoke") == 4
     (repo / "notebooks" / "params" / "tiny" / "smoke.yaml").write_text("seed: 4\n")
     assert run(profile="smoke") == 5, "profile file edited"
-    assert fake_papermill[-1]["parameters"] == {"seed": 4}
+    assert fake_papermill[-1]["parameters"] == {"seed": 4, "profile": "smoke"}
     (repo / "mmcxr" / "a.py").write_text("A = 2\n")
     assert run(profile="smoke") == 6, "mmcxr code edited"
     assert run(profile="smoke", force=True) == 7, "--force"
@@ -179,8 +189,8 @@ def test_a_real_kernel_records_provenance_that_the_guard_reads(repo: Path):
     real.mkdir()
     nb_text = TINY + (
         "\n# %%\nimport mmcxr\n"
-        "src = mmcxr.book.record_provenance(data_root, 'mimic-cxr-jpg')\n"
-        "mmcxr.book.glue_value('n', 3)\n"
+        "src = mmcxr.provenance.record_provenance(data_root, 'mimic-cxr-jpg')\n"
+        "mmcxr.chapter_page.glue_value('n', 3)\n"
     )
     _write_pair(repo / "notebooks", nb_text)
     out = book.execute("tiny", data_root=str(real))
@@ -418,7 +428,13 @@ def test_scorecard_page(tmp_path: Path):
     md = scorecard.scorecard_markdown(results)
     assert "| 1 of 2 hold (1 not testable) |" in md
     assert "claim 0 \\| with a pipe" in md, "pipes in claims cannot break the table"
-    assert md.count("✅ holds") == 1 and md.count("❌ does not hold") == 1
+    assert md.count('<span class="verdict verdict-holds">holds</span>') == 1
+    assert md.count('<span class="verdict verdict-fails">does not hold</span>') == 1
+    assert md.count('<span class="verdict verdict-untested">not testable here</span>') == 1
+    assert md.count('<span class="verdict verdict-problem">see below</span>') == 3, (
+        "stale, misplaced and invalid claims files are each flagged in the summary"
+    )
+    assert not EMOJI.search(md), "no emoji: they render as empty boxes without an emoji font"
     assert "not yet reproduced" in md and "no claims (no paper)" in md
     assert "predates the chapter's last run" in md, "a stale claims.json is flagged"
     assert "belongs to chapter 'small-data-explanations'" in md
@@ -427,6 +443,26 @@ def test_scorecard_page(tmp_path: Path):
     assert "2.12.0 (synthetic-cohort); 2.13.0 (late-fusion-pneumonia" in md
     for slug in papers.CHAPTERS:
         assert f"<../chapters/{slug}>" in md
+
+
+def test_verdicts_are_text_badges_styled_by_the_book_css():
+    record = _claims_for("late-fusion-pneumonia", [True, False, None])
+    rows = claims_markdown(record).splitlines()[2:]
+    verdicts = [row.rsplit("|", 2)[1].strip() for row in rows]
+    assert verdicts == [
+        '<span class="verdict verdict-holds">holds</span>',
+        '<span class="verdict verdict-fails">does not hold</span>',
+        '<span class="verdict verdict-untested">not testable here</span>',
+    ]
+    assert not EMOJI.search(claims_markdown(record))
+    sphinx = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert "mmcxr.css" in sphinx["html_css_files"], "the book links its CSS"
+    css = [ROOT / d / "mmcxr.css" for d in sphinx["html_static_path"]]
+    assert any(f.is_file() for f in css), f"mmcxr.css is in a static path: {css}"
+    text = next(f for f in css if f.is_file()).read_text()
+    for kind in ["holds", "fails", "untested", "problem"]:
+        rule = re.search(r"\.verdict-" + kind + r"\s*\{([^}]*)\}", text)
+        assert rule and "background-color" in rule.group(1), f"no badge style for {kind}"
 
 
 def test_scorecard_command_reads_each_chapters_output_dir(book_repo):
@@ -446,44 +482,52 @@ def test_scorecard_command_reads_each_chapters_output_dir(book_repo):
 
 def test_header_names_paper_parameters_and_rerun_commands():
     params = {"data_root": None, "seed": 7, "device": "auto", "output_dir": None}
-    md = book.header_markdown("late-fusion-pneumonia", params)
+    md = chapter_page.header_markdown("late-fusion-pneumonia", params)
     ch = papers.chapter("late-fusion-pneumonia")
     for text in (ch.paper_title, "Chao & Li", ch.question, *ch.reproduces, ch.paper_file):
         assert text in md
     assert "| `seed` | `7` (changed) | `0` |" in md
     assert "| `device` | `'auto'` | `'auto'` |" in md
-    assert "(profile: `custom`)" in md
+    assert "profile <code>custom</code>" in md, "no profile passed in: custom"
+    assert md.count("| `seed` |") == 1, "every parameter listed once, folded"
+    assert "<details>" in md and "</details>" in md
     assert "papermill late-fusion-pneumonia.ipynb out.ipynb -k mmcxr\n" in md
     assert "-f params/late-fusion-pneumonia/full.yaml" in md
     assert "-p data_root /data/physionet.org/files/mimic-cxr-jpg/2.0.0" in md
     assert ":::{warning}" in md, "credentialed data: the keep-it-local warning"
-    assert ":::{warning}" not in book.header_markdown("small-data-explanations", params)
+    assert ":::{warning}" not in chapter_page.header_markdown("small-data-explanations", params)
     with pytest.raises(KeyError, match="unknown chapter"):
-        book.header_markdown("no-such-chapter", params)
+        chapter_page.header_markdown("no-such-chapter", params)
 
 
-def test_profile_is_inferred_from_the_profile_files():
-    from mmcxr.chapter_page import infer_profile
-
-    slug = "late-fusion-pneumonia"
-    assert infer_profile(slug, book.resolved_parameters(slug, "book")) == "book"
-    assert infer_profile(slug, book.resolved_parameters(slug, "smoke")) == "smoke"
-    assert infer_profile(slug, book.resolved_parameters(slug, "full")) == "full"
-    assert infer_profile(slug, book.resolved_parameters(slug, "book", seed=99)) == "custom"
-    # where a run writes and what it runs on do not change what it computes
-    moved = book.resolved_parameters(slug, "smoke", output_dir="/tmp/x", device="cpu")
-    assert infer_profile(slug, moved) == "smoke"
+def test_executor_passes_the_profile_and_hides_the_parameters_cells(repo: Path):
+    """A real papermill run: the chapter learns its profile from the executor (it never reads
+    its profile files), and the executed notebook's parameters cells are removed from the page."""
+    _write_pair(
+        repo / "notebooks",
+        TINY.replace('output_dir = None', 'output_dir = None\nprofile = "custom"')
+        + '\n# %%\nprint("profile:", profile, "seed:", seed)\n',
+    )
+    out = book.execute("tiny", "smoke")
+    nb = nbformat.read(out, as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "profile: smoke seed: 3" in printed
+    tagged = [c.metadata.get("tags", []) for c in nb.cells]
+    hidden = [t for t in tagged if "parameters" in t or "injected-parameters" in t]
+    assert len(hidden) == 2 and all("remove-cell" in t for t in hidden)
+    assert book.run_record("tiny")["parameters"]["profile"] == "smoke"
+    assert profiles.resolved_parameters("tiny", "book")["profile"] == "book"
 
 
 def test_exercises_checks_parameters_and_writes_the_command():
     params = {"seed": 0, "device": "auto", "name": "x"}
-    md = book.exercises_markdown(
+    md = chapter_page.exercises_markdown(
         "multimodal-vae",
         [
-            book.Exercise("Q1?", parameter="seed", value=1),
+            chapter_page.Exercise("Q1?", parameter="seed", value=1),
             {"question": "Q2?", "parameter": "name", "value": "1"},
-            book.Exercise("Q3?", profile="smoke"),
-            book.Exercise("Q4?"),
+            chapter_page.Exercise("Q3?", profile="smoke"),
+            chapter_page.Exercise("Q4?"),
         ],
         params,
     )
@@ -493,9 +537,9 @@ def test_exercises_checks_parameters_and_writes_the_command():
     assert "-f params/multimodal-vae/smoke.yaml" in md
     assert "4. Q4?" in md and "exercise-4" not in md
     with pytest.raises(ValueError, match="'sede' is not a parameter of multimodal-vae"):
-        book.exercises_markdown("multimodal-vae", [book.Exercise("?", "sede", 1)], params)
+        chapter_page.exercises_markdown("multimodal-vae", [chapter_page.Exercise("?", "sede", 1)], params)
     with pytest.raises(ValueError, match="profile must be"):
-        book.exercises_markdown("multimodal-vae", [book.Exercise("?", profile="book")], params)
+        chapter_page.exercises_markdown("multimodal-vae", [chapter_page.Exercise("?", profile="book")], params)
 
 
 def test_glue_value_formats_and_converts_numpy(monkeypatch):
@@ -503,12 +547,12 @@ def test_glue_value_formats_and_converts_numpy(monkeypatch):
 
     glued = []
     monkeypatch.setattr(myst_nb, "glue", lambda n, v, display: glued.append((n, v, display)))
-    book.glue_value("auroc", np.float64(0.91234), ".2f")
-    book.glue_value("n", np.int64(12))
+    chapter_page.glue_value("auroc", np.float64(0.91234), ".2f")
+    chapter_page.glue_value("n", np.int64(12))
     assert glued == [("auroc", "0.91", False), ("n", 12, False)]
     assert type(glued[1][1]) is int
     with pytest.raises(ValueError, match="no ':'"):
-        book.glue_value("a:b", 1)
+        chapter_page.glue_value("a:b", 1)
 
 
 # --- the book's own chapters --------------------------------------------------------------
@@ -533,6 +577,6 @@ def test_placeholders_open_with_the_header_and_end_with_exercises(slug: str):
         for c in nb.cells
         if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
     ]
-    assert f'mmcxr.book.chapter_header("{slug}", PARAMS)' in code[0]
+    assert f'PARAMS = page.open_chapter("{slug}", globals(), common())' in code[0]
     assert any(c.cell_type == "markdown" and c.source.startswith("## Exercises") for c in nb.cells)
-    assert f'mmcxr.book.exercises("{slug}"' in code[-1]
+    assert f'page.exercises("{slug}"' in code[-1]

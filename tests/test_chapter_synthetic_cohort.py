@@ -1,6 +1,6 @@
 """The synthetic-cohort chapter's helpers: tree listing, planted-structure and agreement tables
-on hand-made ground truth, DICOM raw vs display, example choice, figures, and the signal check
-recovering planted pixel and word signals (and ignoring noise)."""
+on hand-made ground truth, the images each figure shows, the numbers the prose quotes, and the
+signal check recovering planted pixel and word signals (and ignoring noise)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from mmcxr.chapters import synthetic_cohort as sc
+from mmcxr.names import CONFIG_FILE
+from mmcxr.provenance import describe_source
 from mmcxr.synth.labels import CHEXPERT_LABELS, FINDING_LABELS
 
 # --------------------------------------------------------------------------------------------
@@ -47,23 +49,31 @@ def test_tree_listing_shows_the_shape_and_counts_the_rest(tmp_path):
         sc.tree_listing(tmp_path / "absent")
 
 
-def test_synthetic_roots_are_told_apart_and_their_config_read(tmp_path):
+def test_the_config_is_read_from_the_file_that_makes_a_root_synthetic(tmp_path):
     real = tmp_path / "real"
     real.mkdir()
-    assert not sc.is_synthetic(real)
+    assert describe_source(real, None)["kind"] == "real"
     with pytest.raises(FileNotFoundError, match="synthetic_config.json"):
         sc.load_synth_config(real)
     synth = tmp_path / "synth"
     synth.mkdir()
-    (synth / sc.CONFIG_FILE).write_text(json.dumps({"config": {"label_noise_rate": 0.03}}))
-    assert sc.is_synthetic(synth)
+    (synth / CONFIG_FILE).write_text(json.dumps({"config": {"label_noise_rate": 0.03}}))
+    assert describe_source(synth, None)["kind"] == "synthetic", "one name, one rule"
     assert sc.load_synth_config(synth)["config"]["label_noise_rate"] == 0.03
-    (synth / sc.CONFIG_FILE).write_text("{not json")
+    (synth / CONFIG_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         sc.load_synth_config(synth)
-    (synth / sc.CONFIG_FILE).write_text(json.dumps({"n": 3}))
+    (synth / CONFIG_FILE).write_text(json.dumps({"n": 3}))
     with pytest.raises(ValueError, match="'config' object"):
         sc.load_synth_config(synth)
+
+
+def test_load_release_dispatches_on_the_format(openi_tree):
+    root, truth = openi_tree
+    t = sc.load_release("openi", root, progress=False)
+    assert len(t) == len(truth) and {"subject_id", "study_id", "path", "view"} <= set(t.columns)
+    with pytest.raises(ValueError, match="unknown format 'dicom'"):
+        sc.load_release("dicom", root)
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,16 +91,6 @@ def labels_table() -> pd.DataFrame:
             "Fracture": [nan, nan, nan, nan, 0.0],
         }
     )
-
-
-def test_cooccurrence_is_a_share_of_the_row_labels_positives():
-    t = labels_table()
-    m = sc.cooccurrence(t, ["Edema", "Cardiomegaly", "Fracture"])
-    # Edema positive in rows 0,1,2; of those, Cardiomegaly == 1.0 in rows 0,1 (row 2 is -1)
-    assert m.loc["Edema", "Cardiomegaly"] == pytest.approx(2 / 3)
-    assert m.loc["Cardiomegaly", "Edema"] == pytest.approx(2 / 3)
-    assert m.loc["Edema", "Edema"] == 1.0
-    assert m.loc["Fracture"].isna().all(), "no positives: the row is undefined, not zero"
 
 
 def test_common_labels_and_study_labels():
@@ -167,7 +167,11 @@ def test_planted_structure_counts_what_the_ground_truth_holds():
     off = sc.planted_structure(gt_table(), {**cfg, "spurious_label": None, "plant_strata": False})
     off = off.set_index("knob")
     assert off.loc["spurious_label", "planted"] is None
+    assert off.loc["spurious_label", "measured"] == pytest.approx(2 / 6), "frontal images"
     assert off.loc["subtle_rate", "planted"] is False
+    marker_off = sc.planted_structure(gt_table(), {**cfg, "spurious_label": None})
+    # the other knobs are all numbers: None must not become NaN (shown "off", not "missing")
+    assert marker_off.set_index("knob").loc["spurious_label", "planted"] is None
     with pytest.raises(KeyError, match="noise_label"):
         sc.planted_structure(gt_table().drop(columns="noise_label"), cfg)
 
@@ -187,6 +191,19 @@ def test_label_truth_agreement_counts_each_kind_of_disagreement():
         sc.label_truth_agreement(gt, labels.assign(dicom_id=labels["dicom_id"] + "x"), ["Edema"])
     with pytest.raises(ValueError, match="unique dicom_id"):
         sc.label_truth_agreement(gt, labels.assign(dicom_id="zz"), ["Edema"])
+
+
+def test_agreement_numbers_quote_noise_and_the_weakest_finding():
+    gt = gt_table()
+    labels = pd.DataFrame({"dicom_id": [f"d{i}" for i in range(6)]})
+    labels["Edema"] = [1.0, np.nan, -1.0, 0.0, np.nan, np.nan]  # drawn d0, d1; said d0, d2
+    labels["Pneumonia"] = [1.0, 1.0, np.nan, np.nan, np.nan, 1.0]  # exactly what is drawn
+    numbers = sc.agreement_numbers(sc.label_truth_agreement(gt, labels), gt)
+    assert numbers["noise_studies"] == 1 and numbers["noise_share"] == pytest.approx(1 / 6)
+    assert numbers["kappa_min_finding"] == "Edema"
+    assert numbers["kappa_min"] == pytest.approx(0.25)  # po 4/6, pe 5/9: (6/9-5/9)/(4/9)
+    assert numbers["devices_unlabelled"] == 0, "no Support Devices column: none unlabelled"
+    assert set(sc.agreement_numbers(None, None).values()) == {sc.NOT_REAL}
 
 
 def test_report_card_parses_sections_and_names_labels():
@@ -209,20 +226,30 @@ def test_report_card_parses_sections_and_names_labels():
 # DICOM
 
 
-def test_raw_and_display_inverts_monochrome1(tmp_path, dicom_writer):
-    stored = np.tile(np.arange(0, 4000, 100, dtype=np.uint16), (30, 1))  # dark left, bright right
-    path = dicom_writer(tmp_path / "m1.dcm", stored, photometric="MONOCHROME1", window=(2000, 4000))
-    raw, shown, tags = sc.raw_and_display(path)
-    assert raw.shape == shown.shape == stored.shape
-    assert raw[0, 0] == 0.0 and raw[0, -1] == 1.0, "stored values, min-max scaled"
-    assert shown[0, 0] > shown[0, -1], "MONOCHROME1: low stored values display bright"
-    assert tags["PhotometricInterpretation"] == "MONOCHROME1" and not tags["VOI LUT"]
-    headers = sc.dicom_headers([path], progress=False)
-    assert headers.loc[0, "photometric"] == "MONOCHROME1" and bool(headers.loc[0, "window"])
-    bad = tmp_path / "not.dcm"
-    bad.write_text("hello")
-    with pytest.raises(ValueError, match="not.dcm"):
-        sc.dicom_headers([bad], progress=False)
+def test_stored_and_displayed_shows_one_film_of_each_kind(tmp_path, dicom_writer):
+    from mmcxr.data import dicom_headers
+
+    stored = np.tile(np.arange(0, 4000, 100, dtype=np.uint16), (30, 1))
+    m1 = dicom_writer(tmp_path / "m1.dcm", stored, photometric="MONOCHROME1", window=(2000, 4000))
+    lut = list(range(0, 65536, 256))  # 256 entries: an identity ramp
+    voi = dicom_writer(tmp_path / "voi.dcm", stored // 16, bits=8, voi_lut=lut)
+    plain = dicom_writer(tmp_path / "plain.dcm", stored, window=(2000, 4000))
+    headers = dicom_headers([plain, m1, voi], progress=False)
+    fig = sc.plot_stored_and_displayed(headers)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [
+        "stored values, MONOCHROME1\n(12-bit, min-max scaled)",
+        "read_image: window applied,\ninverted",
+        "stored values, MONOCHROME2\n(8-bit, min-max scaled)",
+        "read_image: VOI LUT applied,\nnot inverted",
+    ]
+    assert all(ax.images[0].get_clim() == (0, 1) for ax in fig.axes), "one grey scale"
+    assert sc.plot_stored_and_displayed(headers.iloc[:1]) is None, "neither kind: no figure"
+    assert sc.display_numbers(headers) == {
+        "share_mono1": pytest.approx(1 / 3),
+        "share_voi_lut": pytest.approx(1 / 3),
+    }
+    assert sc.display_numbers(None)["share_mono1"] == "n/a (JPG release)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,21 +293,74 @@ def test_cache_dir_depends_on_the_images_and_size(tmp_path):
     assert a.parent == tmp_path and a.name.startswith("cache-32px-")
 
 
-def test_figures_keep_line_breaks_and_name_boxes():
-    img = np.zeros((20, 16), dtype=np.float32)
-    fig = sc.image_grid([img, img], ["PA: Edema\nfirst words", "AP"], ncols=2)
-    assert fig.axes[0].get_title() == "PA: Edema\nfirst words"
-    with pytest.raises(ValueError, match="2 images but 1 titles"):
-        sc.image_grid([img, img], ["x"])
-    fig = sc.boxed_grid(
-        [("a", img, {"left lung": (1, 1, 8, 10), "heart": (4, 6, 12, 14)}), ("b", img, {})],
-        ncols=2,
+def test_view_panels_pair_a_department_study_and_show_a_bedside_film():
+    images = pd.DataFrame(
+        {
+            "study_id": [1, 1, 2, 3],
+            "view": ["pa", "LATERAL", "AP", "PA"],
+            "orientation": ["Erect", "Erect", "", "Erect"],
+            "procedure": ["CHEST (PA AND LAT)", "CHEST (PA AND LAT)", "CHEST (PORTABLE AP)", "X"],
+            "path": ["1pa", "1lat", "2ap", "3pa"],
+        }
     )
-    legend = fig.axes[0].get_legend()
-    assert [t.get_text() for t in legend.get_texts()] == ["left lung", "heart"]
-    assert len(fig.axes[0].patches) == 2 and fig.axes[1].get_legend() is None
-    m = sc.cooccurrence(labels_table(), ["Edema", "Cardiomegaly"])
-    assert sc.plot_cooccurrence(m, title="t").axes[0].get_title() == "t"
+    panels = sc.view_panels(images, seed=0)
+    assert panels["path"].tolist() == ["1pa", "1lat", "2ap"], "PA and lateral of one study"
+    assert panels["caption"].iloc[0] == "PA, Erect\nCHEST (PA AND LAT)"
+    assert panels["caption"].iloc[2] == "AP, orientation not recorded\nCHEST (PORTABLE AP)"
+    assert sc.view_panels(images[images["study_id"] == 3]).empty, "neither kind of study"
+
+
+def test_strata_panels_show_each_group_that_has_a_film():
+    gt = gt_table().assign(path=lambda d: "files/" + d["dicom_id"] + ".dcm")
+    for finding in ("Pneumothorax", "Lung Lesion", "Pneumonia"):
+        gt[f"box_{finding}"] = pd.Series(np.nan, index=gt.index, dtype=object)  # text or blank
+    gt.loc[gt["dicom_id"] == "d4", "box_Pneumothorax"] = "1 2 30 40"
+    all_six = sc.strata_panels(gt, pd.DataFrame({"dicom_id": ["d0", "d1", "d2"]}))
+    assert len(all_six) == 6
+    panels = sc.strata_panels(gt, pd.DataFrame({"dicom_id": ["d3", "d4", "d5"]}), seed=1)
+    assert panels["caption"].tolist() == ["pneumothorax, chest tube", "lung lesion, subtle"]
+    assert panels["path"].tolist() == ["files/d4.dcm", "files/d3.dcm"]
+    assert panels["boxes"].tolist() == [{"Pneumothorax, as drawn": (1, 2, 30, 40)}, {}]
+
+
+def imagenome_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    boxes = [
+        {"dicom_id": d, "bbox_name": name, "original_x1": x, "original_y1": 10,
+         "original_x2": x + 50, "original_y2": 90}
+        for d in ("a", "b")
+        for x, name in enumerate(
+            ["right lower lung zone", "cardiac silhouette", "left lung", "right lung"]
+        )
+    ]  # fmt: skip
+    sentences = pd.DataFrame(
+        {
+            "dicom_id": ["a", "a", "a", "b"],
+            "sentence": ["Basal atelectasis.", "Basal opacity.", "Heart normal.", "Left clear."],
+            "bbox": ["right lower lung zone", "right lower lung zone", "cardiac silhouette",
+                     "left lung"],
+            "label_name": ["atelectasis", "lung opacity", "enlarged cardiac silhouette",
+                           "lung opacity"],
+            "context": ["yes", "yes", "no", "yes"],
+            "section": ["finding"] * 4,
+        }
+    )  # fmt: skip
+    return pd.DataFrame(boxes), sentences
+
+
+def test_imagenome_panels_name_each_linked_box_once_with_all_its_conditions():
+    boxes, sentences = imagenome_tables()
+    images = pd.DataFrame({"dicom_id": ["a", "b"], "path": ["a.dcm", "b.dcm"]})
+    panels, said = sc.imagenome_panels(boxes, sentences, images, seed=5)
+    assert panels["path"].tolist() == ["a.dcm", "a.dcm"], "the image with a localised finding"
+    anatomy, linked = panels["boxes"]
+    assert list(anatomy) == ["right lung", "left lung", "cardiac silhouette"], "in a fixed order"
+    assert anatomy["left lung"] == [2, 10, 52, 90]
+    assert linked == {"right lower lung zone: atelectasis, lung opacity": [0, 10, 50, 90]}
+    assert said["sentence"].tolist() == ["Basal atelectasis.", "Basal opacity."]
+    panels, said = sc.imagenome_panels(boxes, sentences, images[images["dicom_id"] == "b"])
+    assert panels["path"].tolist() == ["b.dcm", "b.dcm"] and panels["boxes"].iloc[1] == {}
+    with pytest.raises(ValueError, match="no gold image"):
+        sc.imagenome_panels(boxes, sentences, images.assign(dicom_id=["x", "y"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,3 +422,48 @@ def test_signal_check_picks_common_labels_and_rejects_bad_input():
     one_class = t.assign(Pleural=0.0)
     r = sc.signal_check(one_class, pixels, ["Pleural"], progress=False)
     assert np.isnan(r.loc["Pleural", "image_auroc"]), "one class: undefined, not a number"
+
+
+def test_signal_numbers_count_only_labels_both_probes_scored():
+    signal = pd.DataFrame(
+        {"image_auroc": [0.6, 0.8, np.nan], "text_auroc": [0.9, 0.7, 0.95]},
+        index=["Edema", "Fracture", "Pleural"],
+    )
+    numbers = sc.signal_numbers(signal)
+    assert numbers["n_signal_labels"] == 2 and numbers["n_text_wins"] == 1
+    assert numbers["image_auroc_mean"] == pytest.approx(0.7)
+    assert (numbers["image_auroc_min"], numbers["image_auroc_max"]) == (0.6, 0.8)
+    assert numbers["text_auroc_mean"] == pytest.approx(0.8)
+    none = sc.signal_numbers(None)
+    assert none["n_signal_labels"] == 0 and math.isnan(none["image_auroc_mean"])
+
+
+# --------------------------------------------------------------------------------------------
+# the numbers the prose quotes
+
+
+def test_glue_text_formats_each_number_as_the_prose_shows_it():
+    text = sc.glue_text(
+        {
+            "n_images": np.int64(12345),
+            "share_mono1": 0.1834,
+            "findings_ratio": 1.857,
+            "kappa_min_finding": "Edema",
+            "noise_share": sc.NOT_REAL,
+            "paper_001_text_auroc": 0.9995,
+            "synthetic": True,
+        }
+    )
+    assert text == {
+        "n_images": "12,345",
+        "share_mono1": "18.3%",
+        "findings_ratio": "1.86",
+        "kappa_min_finding": "Edema",
+        "noise_share": sc.NOT_REAL,
+        "paper_001_text_auroc": "0.9995",
+        "synthetic": "True",
+    }
+
+
+def test_paper_numbers_are_the_reference_tables_pneumonia_aurocs():
+    assert sc.paper_numbers() == {"paper_001_text_auroc": 0.9995, "paper_001_image_auroc": 0.7735}

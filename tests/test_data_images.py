@@ -11,6 +11,8 @@ from mmcxr.data import (
     ImageDecodeError,
     MissingFileError,
     decode_image,
+    dicom_headers,
+    raw_and_display,
     read_image,
     resize_square,
     square_geometry,
@@ -185,3 +187,40 @@ def test_read_image_size_equals_resize_of_full_for_dicom(tmp_path, dicom_writer)
     p = dicom_writer(tmp_path / "a.dcm", ramp(50, 40), window=(2048, 4096))
     np.testing.assert_array_equal(read_image(p, 16), resize_square(read_image(p), 16))
     assert to_uint8(np.array([0.0, 0.5, 1.0, 1.2])).tolist() == [0, 128, 255, 255]
+
+
+def test_raw_and_display_shows_what_the_display_pipeline_changes(tmp_path, dicom_writer):
+    stored = np.tile(np.arange(0, 4000, 100, dtype=np.uint16), (30, 1))  # dark left, bright right
+    path = dicom_writer(tmp_path / "m1.dcm", stored, photometric="MONOCHROME1", window=(2000, 4000))
+    raw, shown, tags = raw_and_display(path)
+    assert raw.shape == shown.shape == stored.shape
+    assert raw[0, 0] == 0.0 and raw[0, -1] == 1.0, "stored values, min-max scaled"
+    assert shown[0, 0] > shown[0, -1], "MONOCHROME1: low stored values display bright"
+    np.testing.assert_array_equal(shown, read_image(path))  # the display image is read_image's
+    assert tags["PhotometricInterpretation"] == "MONOCHROME1" and not tags["VOI LUT"]
+    assert tags["stored range"] == (0, 3900) and tags["BitsStored"] == 12
+    lut = np.rint(np.sqrt(np.arange(256) / 255.0) * 65535).astype(int).tolist()
+    voi = dicom_writer(tmp_path / "lut.dcm", ramp(maxval=255), bits=8, voi_lut=lut)
+    raw, shown, tags = raw_and_display(voi)
+    assert tags["VOI LUT"] and tags["PhotometricInterpretation"] == "MONOCHROME2"
+    np.testing.assert_allclose(shown, np.sqrt(raw), atol=1e-4)  # the LUT bends the ramp
+    with pytest.raises(MissingFileError, match="nope.dcm"):
+        raw_and_display(tmp_path / "nope.dcm")
+
+
+def test_dicom_headers_list_the_display_tags_of_each_file(tmp_path, dicom_writer):
+    window = dicom_writer(tmp_path / "w.dcm", ramp(), window=(2048, 4096), rescale=(1.0, 0.0))
+    lut = list(range(0, 65536, 256))
+    voi = dicom_writer(tmp_path / "v.dcm", ramp(maxval=255), bits=8, voi_lut=lut)
+    headers = dicom_headers([window, voi], progress=False)
+    assert headers.to_dict("records") == [
+        {"path": str(window), "photometric": "MONOCHROME2", "bits_stored": 12, "window": True,
+         "voi_lut": False, "rescale": True},
+        {"path": str(voi), "photometric": "MONOCHROME2", "bits_stored": 8, "window": False,
+         "voi_lut": True, "rescale": False},
+    ]  # fmt: skip
+    assert list(dicom_headers([], progress=False).columns) == list(headers.columns)
+    bad = tmp_path / "not.dcm"
+    bad.write_text("hello")
+    with pytest.raises(ImageDecodeError, match="not.dcm"):
+        dicom_headers([window, bad], progress=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -209,7 +210,7 @@ def test_metrics_with_ci_table():
     assert (t.loc["auroc", "lo"], t.loc["auroc", "hi"]) == pytest.approx((ci.lo, ci.hi))
 
 
-def test_comparison_table():
+def _comparison_inputs():
     y, p = _sample(200, 5)
     ours = M.ci_wide(
         {
@@ -221,22 +222,62 @@ def test_comparison_table():
         {"accuracy": [91.23, 99.48, 99.34], "auroc": [77.35, 99.95, np.nan]},
         index=["image", "text", "fusion"],
     )
+    return ours, paper
+
+
+def test_comparison_table():
+    ours, paper = _comparison_inputs()
     t = M.comparison_table(ours, paper, paper_scale=0.01)
     assert list(t.index) == ["image", "text", "fusion"]
     assert list(t.columns.get_level_values(0).unique()) == ["accuracy", "auroc"]
-    assert list(t["auroc"].columns) == ["ours", "ours 95% CI", "paper", "difference"]
+    assert list(t["auroc"].columns) == ["ours", "lo", "hi", "paper", "difference"]
+    assert all(dtype.kind == "f" for dtype in t.dtypes), "every field stays numeric"
     assert t.loc["image", ("accuracy", "paper")] == pytest.approx(0.9123)
     assert t.loc["text", ("auroc", "difference")] == pytest.approx(
         ours.loc["text", "auroc"] - 0.9995
     )
-    lo, hi = ours.loc["image", "accuracy_lo"], ours.loc["image", "accuracy_hi"]
-    assert t.loc["image", ("accuracy", "ours 95% CI")] == f"[{lo:.3f}, {hi:.3f}]"
+    assert t.loc["image", ("accuracy", "lo")] == ours.loc["image", "accuracy_lo"]
+    assert t.loc["image", ("accuracy", "hi")] == ours.loc["image", "accuracy_hi"]
     assert math.isnan(t.loc["fusion", ("auroc", "ours")])
-    assert t.loc["fusion", ("auroc", "ours 95% CI")] == "—"
-    html = M.style_comparison(t).to_html()
-    assert "ours 95% CI" in html and f"{ours.loc['image', 'accuracy']:.3f}" in html
+    assert math.isnan(t.loc["fusion", ("auroc", "lo")])
+    assert t.attrs == {"digits": 3, "ci_level": 0.95}
+    no_ci = M.comparison_table(ours[["accuracy"]], paper[["accuracy"]])
+    assert no_ci[("accuracy", "lo")].isna().all(), "no interval columns: NaN, not an error"
     with pytest.raises(ValueError, match="no metric in common"):
         M.comparison_table(ours, pd.DataFrame({"bleu": [1.0]}, index=["image"]))
+
+
+def _cell_lines(cell: str) -> list[str]:
+    return re.findall(r'<span class="cmp-\w+">([^<]*)</span>', cell)
+
+
+def test_style_comparison_is_one_compact_column_per_metric():
+    ours, paper = _comparison_inputs()
+    t = M.comparison_table(ours, paper, paper_scale=0.01)
+    styler = M.style_comparison(t)
+    cells = styler.data
+    assert list(cells.columns) == ["Accuracy", "AUROC"], "one column per metric, not four"
+    assert list(cells.index) == ["image", "text", "fusion"]
+    o = ours.loc["image"]
+    assert _cell_lines(cells.loc["image", "Accuracy"]) == [
+        f"{o['accuracy']:.3f}",
+        f"[{o['accuracy_lo']:.2f}, {o['accuracy_hi']:.2f}]",
+        "paper 0.912",
+    ], "ours, its interval (one decimal fewer), the paper's number"
+    assert _cell_lines(cells.loc["fusion", "AUROC"]) == ["—", "", "paper —"]
+    assert _cell_lines(cells.loc["fusion", "Accuracy"]) == ["—", "", "paper 0.993"]
+    widest = max(len(line) for c in cells.to_numpy().ravel() for line in _cell_lines(c))
+    assert widest <= 12, "no line of a cell is longer than '[0.00, 1.00]'"
+    html = styler.to_html()
+    assert "difference" not in html and "ours 95% CI" not in html
+    assert "95% bootstrap interval" in html, "the caption says how to read a cell"
+    assert re.search(r"td span \{\s*display: block;", html), "the three lines stack"
+    two = M.style_comparison(t, digits=2).data.loc["text", "AUROC"]
+    assert _cell_lines(two)[2] == "paper 1.00"
+    level90 = M.comparison_table(ours, paper, paper_scale=0.01, ci_level=0.9)
+    assert "90% bootstrap interval" in M.style_comparison(level90).to_html()
+    odd = M.comparison_table(ours.rename(index={"image": "a<b"}), paper)
+    assert "a&lt;b" in M.style_comparison(odd).to_html(), "run labels are escaped"
 
 
 def test_quiet_metrics_do_not_leak_warnings_from_bootstrap():

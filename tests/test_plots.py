@@ -111,3 +111,95 @@ def test_image_grid_and_boxes():
     assert [t.get_text() for t in fig.axes[0].texts] == ["right lung", "heart"]
     with pytest.raises(ValueError, match="x1, y1, x2, y2"):
         plots.plot_boxes(imgs[0], [(1, 2, 3)])
+
+
+def test_image_grid_keeps_caption_lines_and_wraps_each_on_its_own():
+    img = np.zeros((20, 16), dtype=np.float32)
+    long = "no acute cardiopulmonary process seen on this film today"
+    fig = _renders(plots.plot_image_grid([img, img], [f"PA: Edema\n{long}", "AP"], wrap=20))
+    lines = fig.axes[0].get_title().splitlines()
+    assert lines[0] == "PA: Edema", "a line break of the caption is kept"
+    assert " ".join(lines[1:]) == long and all(len(line) <= 20 for line in lines[1:])
+    assert fig.axes[1].get_title() == "AP"
+
+
+def test_image_grid_layout_for_a_stack_of_thumbnails():
+    # the late-fusion call: an (n, h, w) array, captions in a Series with its own index
+    stack = np.random.default_rng(0).random((5, 8, 8))
+    captions = pd.Series([f"case {i}" for i in range(5)], index=range(10, 15))
+    fig = _renders(plots.plot_image_grid(stack, captions, ncols=3, panel_size=1.6))
+    assert tuple(fig.get_size_inches()) == pytest.approx((3 * 1.6, 2 * (1.6 + 0.5)))
+    assert [ax.get_title() for ax in fig.axes] == [f"case {i}" for i in range(5)] + [""]
+    assert not fig.axes[5].images, "the spare panel stays empty"
+    clim = fig.axes[0].images[0].get_clim()
+    assert clim == pytest.approx((stack[0].min(), stack[0].max())), "own min..max by default"
+    fixed = plots.plot_image_grid(stack, value_range=(0, 1))
+    assert all(ax.images[0].get_clim() == (0, 1) for ax in fixed.axes[:5])
+
+
+def test_image_grid_draws_each_panels_boxes_and_names_them_in_a_legend():
+    img = np.zeros((20, 16), dtype=np.float32)
+    boxes = [{"left lung": (1, 1, 8, 10), "heart": (4, 6, 12, 14)}, None, [(2, 2, 5, 5)]]
+    fig = _renders(plots.plot_image_grid([img] * 3, ["a", "b", "c"], boxes=boxes, legend=True))
+    first, second, third = fig.axes[:3]
+    assert [t.get_text() for t in first.get_legend().get_texts()] == ["left lung", "heart"]
+    assert not first.texts, "named in the legend, not at the box"
+    rect = first.patches[0]  # pixel edges of the half-open box [1, 8) x [1, 10)
+    assert (rect.get_xy(), rect.get_width(), rect.get_height()) == ((0.5, 0.5), 7, 9)
+    assert not second.patches and second.get_legend() is None
+    assert len(third.patches) == 1 and third.get_legend() is None, "unnamed: no legend"
+    plain = plots.plot_image_grid([img] * 3, ["a", "b", "c"], boxes=boxes)
+    assert [t.get_text() for t in plain.axes[0].texts] == ["left lung", "heart"]
+    assert fig.get_size_inches()[1] > plain.get_size_inches()[1], "room for the legends"
+    with pytest.raises(ValueError, match="3 images but 2 sets of boxes"):
+        plots.plot_image_grid([img] * 3, boxes=boxes[:2])
+    with pytest.raises(ValueError, match="x1, y1, x2, y2"):
+        plots.plot_image_grid([img], boxes=[{"heart": (1, 2, 3)}])
+
+
+def test_boxes_can_be_named_in_a_legend():
+    img = np.zeros((20, 16), dtype=np.float32)
+    boxes = {"right lung": (1, 2, 5, 10), "heart": (6, 8, 11, 14)}
+    fig = _renders(plots.plot_boxes(img, boxes, legend=True, value_range=(0, 1)))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["right lung", "heart"]
+    assert not ax.texts and ax.images[0].get_clim() == (0, 1)
+
+
+def test_label_cooccurrence_is_a_share_of_the_row_labels_positives():
+    t = pd.DataFrame(
+        {
+            "Edema": [1.0, 1.0, 1.0, 0.0, np.nan],
+            "Cardiomegaly": [1.0, 1.0, -1.0, 1.0, np.nan],
+            "Fracture": [np.nan, np.nan, np.nan, np.nan, 0.0],
+        }
+    )
+    m = plots.label_cooccurrence(t, ["Edema", "Cardiomegaly", "Fracture"])
+    # Edema positive in rows 0,1,2; of those, Cardiomegaly == 1.0 in rows 0,1 (row 2 is -1)
+    assert m.loc["Edema", "Cardiomegaly"] == pytest.approx(2 / 3)
+    assert m.loc["Cardiomegaly", "Edema"] == pytest.approx(2 / 3)
+    assert m.loc["Edema", "Edema"] == 1.0
+    assert m.loc["Fracture"].isna().all(), "no positives: the row is undefined, not zero"
+    fig = _renders(plots.plot_cooccurrence(m.iloc[:2, :2], title="t"))
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == [".67", ".67"], "no diagonal"
+    assert fig.axes[0].get_title() == "t"
+    with pytest.raises(KeyError, match="Pneumonia"):
+        plots.label_cooccurrence(t, ["Pneumonia"])
+
+
+def test_score_pairs_rank_rows_by_the_first_score():
+    scores = pd.DataFrame(
+        {"image": [0.9, 0.6, 0.75], "text": [0.95, 0.99, np.nan]}, index=["a", "b", "c"]
+    )
+    fig = _renders(plots.plot_score_pairs(scores, {"image": "pixels", "text": "words"}))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "c", "a"], "lowest first"
+    assert len(ax.patches) == 2 * 3
+    assert [t.get_text() for t in ax.texts] == ["0.60", "0.75", "0.90"], "first score labelled"
+    legend = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert legend == {"pixels", "words", "chance"}
+    assert ax.get_xlim()[0] == pytest.approx(0.35), "0.05 below 0.4 or the lowest score"
+    low = plots.plot_score_pairs(scores.assign(text=0.16), {"image": "pixels", "text": "words"})
+    assert low.axes[0].get_xlim() == pytest.approx((0.11, 1.04))
+    with pytest.raises(ValueError, match="no rows"):
+        plots.plot_score_pairs(scores.iloc[:0], {"image": "pixels"})

@@ -5,11 +5,11 @@ chapter uses. What it would otherwise grow lives here, tested; generic pieces li
 shared modules (:mod:`mmcxr.plots` draws every figure, :mod:`mmcxr.data` reads DICOM tags):
 
 * :func:`tree_listing` — a short, deterministic listing of a release's on-disk tree;
-* :func:`planted_structure`, :func:`process_mix` — each planted knob of the cohort's config
-  beside what the generated cohort actually shows (computed from the ground-truth table);
+* :func:`planted_structure` — each planted knob of the cohort's config beside what the
+  generated cohort actually shows (computed from the ground-truth table);
 * :func:`label_truth_agreement` — how the report-derived labels relate to the pixel truth;
-* ``*_panels`` — which images each figure shows, with captions and boxes, as tables that
-  :func:`mmcxr.plots.plot_image_grid` draws;
+* ``*_panels`` — which images a figure shows, with captions (and boxes), as tables that
+  :func:`mmcxr.plots.plot_image_grid` draws; :func:`plot_stored_and_displayed` for DICOMs;
 * :func:`signal_check` — logistic regressions on 32x32 pixels and on a bag of words of the
   report, per common finding: how learnable each modality is (the papers find the text far
   stronger than the image);
@@ -41,10 +41,14 @@ NOT_REAL = "n/a (real data)"
 
 __all__ = [
     "FORMATS",
+    "GLUE_FORMATS",
+    "IMAGENOME_ANATOMY",
+    "NOT_REAL",
     "SLUG",
     "agreement_numbers",
     "cache_dir_for",
     "common_labels",
+    "display_numbers",
     "glue_text",
     "imagenome_panels",
     "label_truth_agreement",
@@ -63,9 +67,6 @@ __all__ = [
     "tree_listing",
     "view_panels",
 ]
-
-_PANEL_COLUMNS = ["path", "caption", "boxes"]
-
 
 # --------------------------------------------------------------------------------------------
 # the root
@@ -183,59 +184,38 @@ def planted_structure(gt: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
         raise KeyError(f"planted_structure: ground-truth table lacks {missing}")
     studies = gt.sort_values("frontal", ascending=False).drop_duplicates("study_id")
     frontal = gt[gt["frontal"].astype(bool)]
-    strata = config.get("plant_strata")
-    rows: list[tuple[str, str, Any, float, int, str]] = [
-        (
-            "portable AP films",
-            "portable_rate",
-            config.get("portable_rate"),
-            studies["portable"].astype(bool).mean(),
-            len(studies),
-            "studies",
-        )
-    ]
-    spur = config.get("spurious_label")
+    knob = config.get
+    strata = bool(knob("plant_strata"))  # off: the two stratum knobs are reported as False
+    spur = knob("spurious_label")
+    # (structure, knob, planted value, one 0/1 outcome per unit, unit)
+    spec: list[tuple[str, str, Any, pd.Series, str]] = [
+        ("portable AP films", "portable_rate", knob("portable_rate"), studies["portable"].astype(bool),
+         "studies")
+    ]  # fmt: skip
     if spur:
         ap = frontal[frontal["portable"].astype(bool)]
-        truth, marker = ap[f"truth_{spur}"].astype(bool), ap["spurious_marker"].astype(bool)
-        for knob, name, part in (
-            ("spurious_p_positive", f"spurious marker | {spur} drawn (AP)", truth),
-            ("spurious_p_negative", f"spurious marker | no {spur} (AP)", ~truth),
-        ):
-            rows.append(
-                (name, knob, config.get(knob), marker[part].mean(), part.sum(), "AP images")
-            )
+        drawn, marker = ap[f"truth_{spur}"].astype(bool), ap["spurious_marker"].astype(bool)
+        spec += [
+            (f"spurious marker | {spur} drawn (AP)", "spurious_p_positive",
+             knob("spurious_p_positive"), marker[drawn], "AP images"),
+            (f"spurious marker | no {spur} (AP)", "spurious_p_negative",
+             knob("spurious_p_negative"), marker[~drawn], "AP images"),
+        ]  # fmt: skip
     else:
-        marker = frontal["spurious_marker"].astype(bool)
-        off = ("spurious marker (switched off)", "spurious_label", None)
-        rows.append((*off, marker.mean(), len(frontal), "frontal images"))
-    ptx = studies["stratum_pneumothorax_chest_tube"].dropna()
-    les = studies["stratum_lesion"].dropna()
-    rows += [
-        (
-            "chest tube | pneumothorax (hidden stratum)",
-            "chest_tube_rate_pneumothorax",
-            config.get("chest_tube_rate_pneumothorax") if strata else False,
-            ptx.mean() if len(ptx) else np.nan,
-            len(ptx),
-            "pneumothorax studies",
-        ),
-        (
-            "subtle lung lesions (hidden stratum)",
-            "subtle_rate",
-            config.get("subtle_rate") if strata else False,
-            (les == "subtle").mean() if len(les) else np.nan,
-            len(les),
-            "lesion studies",
-        ),
-        (
-            "label noise (report disagrees with pixels)",
-            "label_noise_rate",
-            config.get("label_noise_rate"),
-            studies["noise_label"].notna().mean(),
-            len(studies),
-            "studies",
-        ),
+        spec.append(("spurious marker (switched off)", "spurious_label", None,
+                     frontal["spurious_marker"].astype(bool), "frontal images"))  # fmt: skip
+    spec += [
+        ("chest tube | pneumothorax (hidden stratum)", "chest_tube_rate_pneumothorax",
+         strata and knob("chest_tube_rate_pneumothorax"),
+         studies["stratum_pneumothorax_chest_tube"].dropna(), "pneumothorax studies"),
+        ("subtle lung lesions (hidden stratum)", "subtle_rate", strata and knob("subtle_rate"),
+         studies["stratum_lesion"].dropna() == "subtle", "lesion studies"),
+        ("label noise (report disagrees with pixels)", "label_noise_rate",
+         knob("label_noise_rate"), studies["noise_label"].notna(), "studies"),
+    ]  # fmt: skip
+    rows = [
+        (name, k, planted, x.astype(float).mean() if len(x) else np.nan, len(x), over)
+        for name, k, planted, x, over in spec
     ]
     columns = ["structure", "knob", "planted", "measured", "n", "over"]
     # object columns keep a knob's None and False apart from NaN ("off", not "missing")
@@ -308,7 +288,7 @@ def agreement_numbers(agreement: pd.DataFrame | None, gt: pd.DataFrame | None) -
 
 
 # --------------------------------------------------------------------------------------------
-# examples: which images each figure shows (tables of path, caption, boxes)
+# examples: which images a figure shows, as tables of path, caption (and boxes where drawn)
 
 
 def pick_examples(
@@ -359,7 +339,7 @@ def view_panels(images: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         f"{r['view']}, {r['orientation'] or 'orientation not recorded'}\n{r['procedure']}"
         for r in rows
     ]
-    return pd.DataFrame({"path": [r["path"] for r in rows], "caption": captions, "boxes": None})
+    return pd.DataFrame({"path": [r["path"] for r in rows], "caption": captions})
 
 
 def parse_box(text: Any) -> tuple[int, int, int, int] | None:
@@ -398,7 +378,7 @@ def strata_panels(gt: pd.DataFrame, images: pd.DataFrame, seed: int = 0) -> pd.D
             box = parse_box(row[f"box_{finding}"])
             boxes = {f"{finding}, as drawn": box} if box else {}
             rows.append({"path": row["path"], "caption": name, "boxes": boxes})
-    return pd.DataFrame(rows, columns=_PANEL_COLUMNS)
+    return pd.DataFrame(rows, columns=["path", "caption", "boxes"])
 
 
 IMAGENOME_ANATOMY = (
@@ -439,12 +419,11 @@ def imagenome_panels(
     path = images.loc[images["dicom_id"] == dicom_id, "path"].iloc[0]
     anat = gold_boxes[gold_boxes["dicom_id"] == dicom_id].set_index("bbox_name")[corners]
     said = linked[linked["dicom_id"] == dicom_id]
-    named = {}
+    named = {}  # one entry per box, naming every condition said about it
     for bbox, group in said.groupby("bbox", sort=True):
         if bbox in anat.index and len(named) < max_linked:
-            named[f"{bbox}: {', '.join(sorted(set(group['label_name'])))}"] = anat.loc[
-                bbox
-            ].tolist()
+            conditions = ", ".join(sorted(set(group["label_name"])))
+            named[f"{bbox}: {conditions}"] = anat.loc[bbox].tolist()
     anatomy = {n: anat.loc[n].tolist() for n in IMAGENOME_ANATOMY if n in anat.index}
     panels = pd.DataFrame(
         {
@@ -485,6 +464,17 @@ def plot_stored_and_displayed(headers: pd.DataFrame, *, panel_size: float = 2.8)
     if not images:
         return None
     return plot_image_grid(images, captions, ncols=2, panel_size=panel_size, value_range=(0, 1))
+
+
+def display_numbers(headers: pd.DataFrame | None) -> dict[str, Any]:
+    """The shares of MONOCHROME1 films and of VOI LUTs the prose quotes (None: a JPG release,
+    which has no DICOM header to count)."""
+    if headers is None:
+        return dict.fromkeys(("share_mono1", "share_voi_lut"), "n/a (JPG release)")
+    return {
+        "share_mono1": float((headers["photometric"] == "MONOCHROME1").mean()),
+        "share_voi_lut": float(headers["voi_lut"].mean()),
+    }
 
 
 def report_card(row: pd.Series, labels: Sequence[str] = CHEXPERT_LABELS) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def model_summary(model: nn.Module, example: Any, *, depth: int = 2) -> pd.DataF
     """One row per sub-module down to ``depth`` levels, plus a total row.
 
     ``example`` is what ``model(example)`` takes (a batch dict for :class:`Classifier`).
-    Columns: ``layer`` (dotted name, indented by depth), ``type``, ``output shape`` (of the
+    Columns: ``layer`` (dotted name), ``type``, ``output shape`` (of the
     example batch), ``parameters``, ``trainable`` and ``frozen`` (parameters kept fixed).
     The model is run in eval mode without gradients and put back in its former mode.
     """
@@ -65,7 +65,7 @@ def model_summary(model: nn.Module, example: Any, *, depth: int = 2) -> pd.DataF
         total, trainable = _count(module)
         rows.append(
             {
-                "layer": "  " * name.count(".") + name.rsplit(".", 1)[-1],
+                "layer": name,
                 "type": type(module).__name__,
                 "output shape": shapes.get(name, "(not called)"),
                 "parameters": total,

@@ -14,15 +14,16 @@ pooled vector ([CLS] or masked mean); the 256-d projection of paper 001 lives in
 
 from __future__ import annotations
 
-import math
+import contextlib
+import functools
 import os
-from collections.abc import Sequence
+import random
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import (
     AutoModel,
     AutoTokenizer,
@@ -34,6 +35,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+from mmcxr.train import fit
 
 __all__ = [
     "BertTextEncoder",
@@ -266,90 +269,104 @@ def train_mlm(
     encoder (weights updated in place, back on CPU) and the mean loss per epoch.
 
     A ``BertForMaskedLM`` with ``encoder``'s config is built, its ``bert`` body replaced by the
-    encoder's, trained with ``DataCollatorForLanguageModeling`` (seeded masking), and the body
-    handed back. Short runs by design (minutes on CPU); cache the result with
+    encoder's, and trained by :func:`mmcxr.train.fit` -- the loop every classifier uses, so MLM
+    gets the same device handling and seeding -- with ``DataCollatorForLanguageModeling``
+    (seeded masking) as the batch builder, AdamW without decay on biases and LayerNorm weights,
+    no validation set, and fp32. Short runs by design (minutes on CPU); cache the result with
     :func:`save_text_model` in the run's folder rather than checkpointing mid-way.
+
+    The caller's random streams (Python, NumPy, torch) and torch's deterministic-algorithms
+    setting are as they were afterwards: ``fit`` seeds and sets them globally, a chapter may
+    pretrain in the middle of its own seeded sequence.
     """
     from mmcxr.env import resolve_device
 
     if not isinstance(encoder.bert, BertModel):
         raise TypeError(f"train_mlm needs a BertModel body, got {type(encoder.bert).__name__}")
     texts = _check_texts(texts)
-    dev = torch.device(resolve_device(device))
-    # seeded init + dropout without disturbing the caller's global RNG stream
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _train_mlm(
-            encoder,
-            tokenizer,
-            texts,
-            dev,
-            epochs,
-            batch_size,
-            lr,
-            max_length,
-            mlm_probability,
-            weight_decay,
-            seed,
-            progress,
+    resolve_device(device)  # a bad device fails before the model is built
+    with _caller_rng_kept():
+        torch.manual_seed(seed)  # the MLM head's initialisation
+        mlm = _MaskedLM(encoder.bert)
+        enc = tokenizer(texts, truncation=True, max_length=max_length)
+        features = [{"input_ids": ids} for ids in enc["input_ids"]]
+        collator = DataCollatorForLanguageModeling(
+            tokenizer, mlm=True, mlm_probability=mlm_probability, seed=seed
         )
-
-
-def _train_mlm(
-    encoder: BertTextEncoder,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
-    dev: torch.device,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    max_length: int,
-    mlm_probability: float,
-    weight_decay: float,
-    seed: int,
-    progress: bool,
-) -> tuple[BertTextEncoder, list[float]]:
-    mlm = BertForMaskedLM(encoder.bert.config)
-    mlm.bert = encoder.bert
-    mlm.tie_weights()
-    mlm.to(dev).train()
-
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
-    features = [{"input_ids": ids} for ids in enc["input_ids"]]
-    collator = DataCollatorForLanguageModeling(
-        tokenizer, mlm=True, mlm_probability=mlm_probability, seed=seed
-    )
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {
-            "params": [p for n, p in mlm.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": weight_decay,
-        },
-        {
-            "params": [p for n, p in mlm.named_parameters() if n.endswith(no_decay)],
-            "weight_decay": 0.0,
-        },
-    ]
-    opt = torch.optim.AdamW(groups, lr=lr)
-    rng = np.random.default_rng(seed)
-    losses: list[float] = []
-    n_batches = math.ceil(len(features) / batch_size)
-    for epoch in range(epochs):
-        order = rng.permutation(len(features))
-        total, count = 0.0, 0
-        bar = tqdm(range(n_batches), desc=f"MLM epoch {epoch + 1}/{epochs}", disable=not progress)
-        for b in bar:
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            batch = collator([features[i] for i in idx])
-            batch = {k: v.to(dev) for k, v in batch.items()}
-            out = mlm(**batch)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
-            total += out.loss.detach().item() * len(idx)
-            count += len(idx)
-            bar.set_postfix(loss=f"{total / count:.3f}")
-        losses.append(total / count)
-    encoder.bert = mlm.bert.cpu()
+        history = fit(
+            mlm,
+            features,
+            None,
+            loss=_masked_lm_loss,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer="adamw",
+            weight_decay=weight_decay,
+            no_decay=("bias", "LayerNorm.weight"),
+            patience=None,
+            restore_best=False,
+            seed=seed,
+            device=device,
+            mixed_precision=False,
+            collate_fn=functools.partial(_mlm_batch, collator),
+            progress=progress,
+        )
+    encoder.bert = mlm.mlm.bert.cpu()
     encoder.eval()
-    return encoder, losses
+    return encoder, [float(x) for x in history.table["train_loss"]]
+
+
+class _MaskedLM(nn.Module):
+    """``BertForMaskedLM`` around an existing body, in :func:`~mmcxr.train.fit`'s contract:
+    batch dict in, per-token vocabulary logits out (the loss is :func:`_masked_lm_loss`)."""
+
+    def __init__(self, bert: BertModel) -> None:
+        super().__init__()
+        self.mlm = BertForMaskedLM(bert.config)
+        self.mlm.bert = bert
+        self.mlm.tie_weights()  # the output layer is the body's word embeddings
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k != "label"}
+        return self.mlm(**inputs).logits
+
+
+def _mlm_batch(
+    collator: DataCollatorForLanguageModeling, features: list[dict[str, list[int]]]
+) -> dict[str, torch.Tensor]:
+    """Pad and mask ``features``; the targets go under ``"label"``, where ``fit`` reads them."""
+    batch = collator(features)
+    batch["label"] = batch.pop("labels")
+    return batch
+
+
+def _masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the masked tokens (``labels != -100``), as ``BertForMaskedLM``
+    computes it; 0 rather than NaN for a batch in which nothing happened to be masked (a
+    single short report often is), which ``fit`` would stop on as a diverged loss."""
+    target = labels.long().flatten()
+    total = nn.functional.cross_entropy(
+        logits.flatten(0, -2), target, ignore_index=-100, reduction="sum"
+    )
+    return total / (target != -100).sum().clamp(min=1)
+
+
+@contextlib.contextmanager
+def _caller_rng_kept() -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's (CPU and CUDA) global random state and torch's
+    determinism switches (``use_deterministic_algorithms``, cuDNN's) on exit."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()  # noqa: NPY002 - saving the global stream for the caller
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)  # noqa: NPY002
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
