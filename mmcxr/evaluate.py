@@ -155,7 +155,9 @@ def predictions_ci(
 
     One row per group of ``by`` with columns ``<metric>``, ``<metric>_lo``, ``<metric>_hi``
     (ready for :func:`~mmcxr.metrics.comparison_table`), plus ``n`` and ``positives``.
-    Resampling is within each run, with the same seed for every run.
+    Each run is resampled by :func:`~mmcxr.metrics.metrics_with_ci` (``scipy.stats.bootstrap``)
+    within itself, with the same seed for every run; this loop is over runs only. A warning
+    per run counts resamples where a metric was undefined.
     """
     needed = [*([by] if isinstance(by, str) else by), label_col, prob_col]
     missing = [c for c in needed if c not in table.columns]

@@ -11,8 +11,8 @@ things scikit-learn leaves to the caller:
   AUROC with one class absent, and average precision with no positive case, are NaN with a
   warning rather than scikit-learn's 0.0 for AP, which would read as "worst possible".
 * **Uncertainty.** Point estimates come with percentile-bootstrap intervals that resample
-  cases (:func:`bootstrap_ci`, :func:`metrics_with_ci`), and :func:`comparison_table` sets them
-  beside a paper's reported numbers.
+  cases (:func:`bootstrap_ci`, :func:`metrics_with_ci`, both ``scipy.stats.bootstrap``), and
+  :func:`comparison_table` sets them beside a paper's reported numbers.
 """
 
 from __future__ import annotations

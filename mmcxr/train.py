@@ -160,8 +160,9 @@ def _make_accelerator(device: str, seed: int):
 
     accelerate fixes the device at the first ``Accelerator`` of a process; asking for another
     one later either raises (CPU after GPU) or silently keeps the first (GPU after CPU). Both
-    become one error here that says to restart. Precision is not given to accelerate
-    (``mixed_precision="no"``) because that too is fixed per process; :func:`fit` autocasts.
+    become one error here that says to restart (resetting the state takes accelerate's private
+    ``_reset_state``). Precision is not given to accelerate (``mixed_precision="no"``) because
+    that too is fixed per process; :func:`fit` autocasts per call.
     """
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
@@ -170,9 +171,10 @@ def _make_accelerator(device: str, seed: int):
 
     want = torch.device(resolve_device(device))
     advice = (
-        f"fit(device={device!r}) needs {want.type}, but accelerate has fixed this process to "
-        "another device at an earlier fit (it allows one per process): restart the kernel, or "
-        "keep the device this process started with"
+        f"fit(device={device!r}) needs accelerate on {want.type} without its own mixed "
+        "precision, but an earlier Accelerator in this process was set up otherwise and "
+        "accelerate allows one setup per process: restart the kernel, or keep the device this "
+        "process started with"
     )
     try:
         accelerator = Accelerator(
@@ -251,9 +253,11 @@ def _optimizer(
     suffixes = tuple(no_decay)
     decay = [p for n, p in named if not (suffixes and n.endswith(suffixes))]
     exempt = [p for n, p in named if suffixes and n.endswith(suffixes)]
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if exempt:
-        groups.append({"params": exempt, "weight_decay": 0.0})
+    groups = [
+        {"params": params, "weight_decay": wd}
+        for params, wd in ((decay, weight_decay), (exempt, 0.0))
+        if params
+    ]
     return opt_cls(groups, lr=lr)
 
 
@@ -334,11 +338,11 @@ def fit(
     """Train ``model`` (a batch-dict -> logits module) and return its :class:`History`.
 
     ``loss`` takes ``(logits, labels)`` (e.g. ``make_loss("focal", alpha=0.85, gamma=1.5)``;
-    a name uses :func:`mmcxr.models.make_loss` defaults); labels are the batch's ``"label"``
-    as float. ``schedule``: None, ``"linear"``
-    (per step, ``warmup_steps`` in ``schedule_kwargs``), ``"linear_epoch"`` (``LinearLR`` stepped
-    per epoch over ``total_iters`` epochs, our reading of paper 001's "linear scheduler with two
-    steps") or ``"plateau"`` (``ReduceLROnPlateau`` on validation loss). Early stopping after
+    a name uses :func:`mmcxr.models.make_loss` defaults); labels are the batch's ``"label"`` as
+    float. ``schedule``: None, ``"linear"`` (per step, ``warmup_steps`` in ``schedule_kwargs``),
+    ``"linear_epoch"`` (``LinearLR`` stepped per epoch over ``total_iters`` epochs, our reading
+    of paper 001's "linear scheduler with two steps") or ``"plateau"`` (``ReduceLROnPlateau``
+    on validation loss). Early stopping after
     ``patience`` epochs without a ``min_delta`` improvement of validation loss (None: never).
     ``no_decay``: parameter-name endings trained without weight decay (``("bias",
     "LayerNorm.weight")`` for BERT). ``collate_fn`` builds batches (e.g. masked-LM masking);

@@ -128,7 +128,7 @@ cohort.flow
 # with pneumonia (a share of {glue:text}`lf_pneumonia_share`). Beside the paper's counts:
 
 # %%
-lf.cohort_vs_paper(cohort)
+lfr.cohort_vs_paper(cohort)
 
 # %% [markdown]
 # The splits each run trains, stops and is scored on (the test set is shared):

@@ -52,29 +52,24 @@ test_share = 0.3  # share of patients the signal check holds out
 seed = 0  # seed of the example choice, the image sample and the split
 device = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps" (nothing here needs a GPU)
 output_dir = None  # None: outputs/synthetic-cohort/ under MMCXR_HOME or the checkout
+profile = "custom"  # set by the book's executor (smoke, book or full); "custom" for runs by hand
 
 # %%
 # %matplotlib inline
-import json
 import textwrap
 
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
-from matplotlib.figure import Figure
 
-import mmcxr
-from mmcxr import data, env, plots
+from mmcxr import chapter_page as page
+from mmcxr import data, env, plots, provenance, results
 from mmcxr.atomic import write_text
 from mmcxr.chapters import synthetic_cohort as sc
 
-PARAMS = env.capture_parameters(globals())
-mmcxr.book.chapter_header(sc.SLUG, PARAMS)
-info = env.report(PARAMS, device)
+PARAMS = page.open_chapter(sc.SLUG, globals(), sc.PARAMETERS)
 out = env.output_dir(sc.SLUG, output_dir)
 glued = {}  # numbers the text quotes, glued at the end of the page
-if data_format not in ("mimic-cxr", "mimic-cxr-jpg"):
-    raise ValueError(f"data_format must be 'mimic-cxr' or 'mimic-cxr-jpg', got {data_format!r}")
 
 # %% [markdown]
 # ## The release on disk
@@ -88,7 +83,7 @@ if data_format not in ("mimic-cxr", "mimic-cxr-jpg"):
 root = data.resolve_root(
     data_format, data_root, n=synth_n, seed=synth_seed, image_size=synth_image_size
 )
-synthetic = mmcxr.provenance.describe_source(root, data_format)["kind"] == "synthetic"
+synthetic = provenance.describe_source(root, data_format)["kind"] == "synthetic"
 display(
     Markdown(
         f"Reading `{root}`: a **{'synthetic' if synthetic else 'real'}** {data_format} root."
@@ -221,13 +216,8 @@ def caption(row: pd.Series) -> str:
     return f"{row['view']}: {positive}\n" + textwrap.shorten(f'"{row["impression"]}"', 120)
 
 
-plots.plot_image_grid(
-    [data.read_image(p) for p in shown["path"]],
-    [caption(r) for _, r in shown.iterrows()],
-    ncols=3,
-    panel_size=3.2,
-    wrap=48,
-)
+plots.plot_image_grid([data.read_image(p) for p in shown["path"]],
+                      [caption(r) for _, r in shown.iterrows()], ncols=3, panel_size=3.2, wrap=48)
 
 # %% [markdown]
 # ## Views side by side
@@ -497,10 +487,12 @@ tables_out = {
 for name, table in tables_out.items():
     if table is not None:
         write_text(out / name, table.to_csv())
-summary = {"root": str(root), "synthetic": synthetic, "parameters": PARAMS, **glued}
-write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+results.write_metrics(out, chapter=sc.SLUG, params=PARAMS, numbers=glued,
+                      data={"root": str(root), "synthetic": synthetic},
+                      **{name.removesuffix(".csv"): t for name, t in tables_out.items()
+                         if t is not None})
 for name, text in sc.glue_text(glued).items():
-    mmcxr.chapter_page.glue_value(f"sc_{name}", text)
+    page.glue_value(f"sc_{name}", text)
 
 # %% [markdown]
 # ## Exercises
@@ -509,17 +501,17 @@ for name, text in sc.glue_text(glued).items():
 # change.
 
 # %% tags=["remove-input"]
-mmcxr.chapter_page.exercises(
+page.exercises(
     sc.SLUG,
     [
-        mmcxr.chapter_page.Exercise(
+        page.Exercise(
             "Draw the films at 128 pixels instead of 256. The thumbnails of the signal check are "
             "32 pixels either way: which image AUROCs move, and what does that say about where "
             "the image signal of each finding lives?",
             parameter="synth_image_size",
             value=128,
         ),
-        mmcxr.chapter_page.Exercise(
+        page.Exercise(
             "Generate the cohort from another seed. Which numbers on this page stay within a few "
             "points (prevalences, the planted-versus-measured table, the signal check) and which "
             "move more? Use the `n` column of the planted table to say which differences are "
@@ -527,19 +519,19 @@ mmcxr.chapter_page.exercises(
             parameter="synth_seed",
             value=1,
         ),
-        mmcxr.chapter_page.Exercise(
+        page.Exercise(
             "Let rarer labels into the signal check. How many test positives do the new labels "
             "have, and how far would you trust an AUROC computed on that many?",
             parameter="min_prevalence",
             value=0.02,
         ),
-        mmcxr.chapter_page.Exercise(
+        page.Exercise(
             "The spurious marker is burned into AP films only. Using the ground-truth table "
             "(`gt`), compute the AUROC of the marker alone as a pneumonia detector on frontal "
             "images, then on PA films. Which chapter's image model would you expect to exploit "
             "it, and how would you show that it does?"
         ),
-        mmcxr.chapter_page.Exercise(
+        page.Exercise(
             "Run the smoke profile. Which sections still make sense at that size, and which "
             "numbers become meaningless?",
             profile="smoke",

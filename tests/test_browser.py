@@ -203,6 +203,7 @@ def tiny_book(tmp_path_factory) -> Path:
     return src / "_build" / "html"
 
 
+@pytest.mark.slow
 def test_glued_numbers_and_opening_render_without_execution(tiny_book: Path):
     html = (tiny_book / "chapter.html").read_text()
     pasted = re.findall(r'<span class="pasted-text">([^<]*)</span>', html)
@@ -223,6 +224,7 @@ def test_glued_numbers_and_opening_render_without_execution(tiny_book: Path):
 # Waits for the page's images, then reports them, the links, the window and the layout of
 # every table in the article column (the column sphinx-book-theme sets the text in).
 PAGE_REPORT = """
+document.querySelectorAll('details').forEach(d => { d.open = true; });  // folded tables too
 const imgs = [...document.images];
 imgs.forEach(i => { i.loading = 'eager'; });
 await Promise.all(imgs.map(i => i.decode().catch(() => null)));
@@ -358,6 +360,7 @@ def test_built_book_pages_in_chromium(browser: webdriver.Chrome):
     problems = []
     for page in REAL_PAGES:
         report = _page_report(browser, page, ARTIFACTS / f"book-{page.stem}.png")
+        assert report["innerWidth"] == WIDTH
         problems += [
             f"{page.name}: image {i['src']} did not load" for i in report["images"] if not i["ok"]
         ]

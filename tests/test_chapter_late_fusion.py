@@ -327,7 +327,7 @@ def test_cohort_errors_name_the_problem():
 def test_cohort_beside_the_papers_counts_and_mlm_corpus():
     df = hand_made_release()
     cohort = lf.build_cohort(df, seed=0, split_fractions=(0.5, 0.25, 0.25))
-    table = lf.cohort_vs_paper(cohort)
+    table = lfr.cohort_vs_paper(cohort)
     assert table.loc["pneumonia (Pneumonia = 1.0)"].tolist() == ["8", "2,323"]
     assert table.loc["no finding (No Finding = 1.0)"].tolist() == ["32", "21,790"]
     assert table.loc["pneumonia share"].tolist() == ["20.0%", "9.6%"]

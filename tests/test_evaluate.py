@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mmcxr import evaluate as V
-from mmcxr.metrics import METRIC_NAMES
+from mmcxr.metrics import METRIC_NAMES, ci_wide, metrics_with_ci
 
 
 class PairedDataset(Dataset):
@@ -151,5 +151,10 @@ def test_predictions_table_and_ci():
         assert (ci[f"{m}_lo"] <= ci[m]).all() and (ci[m] <= ci[f"{m}_hi"]).all()
     assert ci.loc["good", "auroc_lo"] > ci.loc["bad", "auroc_hi"]  # clearly separated runs
     assert ci.loc["good", "n"] == 300 and ci.loc["good", "positives"] == y.sum()
+    # each run is metrics_with_ci on its own rows, with the same seed
+    alone = ci_wide({"bad": metrics_with_ci(y, bad, n_boot=200, seed=0)})
+    pd.testing.assert_series_equal(
+        ci.loc["bad", alone.columns], alone.loc["bad"], check_dtype=False
+    )
     with pytest.raises(KeyError, match="prob"):
         V.predictions_ci(table.drop(columns="prob"))

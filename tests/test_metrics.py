@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from mmcxr import metrics as M
 
@@ -205,9 +206,48 @@ def test_metrics_with_ci_table():
     for m in M.METRIC_NAMES:
         assert t.loc[m, "point"] == pytest.approx(point[m])
         assert t.loc[m, "lo"] <= t.loc[m, "point"] <= t.loc[m, "hi"]
-    # shares its resamples with bootstrap_ci for the same seed
-    ci = M.bootstrap_ci(M.auroc, y, p, n_boot=300, seed=0)
-    assert (t.loc["auroc", "lo"], t.loc["auroc", "hi"]) == pytest.approx((ci.lo, ci.hi))
+    # every metric is scored on the same resamples, bootstrap_ci's for the same seed
+    for m in M.METRIC_NAMES:
+        ci = M.bootstrap_ci(getattr(M, m), y, p, n_boot=300, seed=0)
+        assert (t.loc[m, "lo"], t.loc[m, "hi"]) == pytest.approx((ci.lo, ci.hi)), m
+
+
+def test_bootstrap_is_scipys_percentile_bootstrap_of_paired_cases():
+    y, p = _sample(120, 7)
+    ci = M.bootstrap_ci(M.f1, y, p, n_boot=250, alpha=0.1, seed=3)
+    ref = stats.bootstrap(
+        (y, p),
+        M.f1,
+        n_resamples=250,
+        vectorized=False,
+        paired=True,
+        confidence_level=0.9,
+        method="percentile",
+        rng=np.random.default_rng(3),
+    )
+    assert (ci.lo, ci.hi) == pytest.approx(tuple(ref.confidence_interval))
+    assert ci.point == M.f1(y, p) and ci.n_boot == 250 and ci.alpha == 0.1
+
+
+def test_bootstrap_resamples_whole_rows_of_2d_inputs():
+    y, p = _sample(90, 8)
+    y2 = np.stack([y, 1 - y], axis=1)
+    p2 = np.stack([p, 1 - p], axis=1)
+    first_column = M.bootstrap_ci(lambda a, b: M.auroc(a[:, 0], b[:, 0]), y2, p2, n_boot=100)
+    assert tuple(first_column) == tuple(M.bootstrap_ci(M.auroc, y, p, n_boot=100))
+    # the second column is the mirror image: same AUROC on every resample only if rows move
+    # together
+    second = M.bootstrap_ci(lambda a, b: M.auroc(a[:, 1], b[:, 1]), y2, p2, n_boot=100)
+    assert tuple(second) == pytest.approx(tuple(first_column))
+
+
+def test_bootstrap_needs_two_cases():
+    with pytest.raises(ValueError, match="at least 2 cases"):
+        M.bootstrap_ci(M.accuracy, [1], [0.7], n_boot=10)
+    with pytest.raises(ValueError, match="empty"):
+        M.bootstrap_ci(M.accuracy, [], [], n_boot=10)
+    with pytest.raises(ValueError, match="n_boot"):
+        M.metrics_with_ci([0, 1], [0.2, 0.8], n_boot=0)
 
 
 def _comparison_inputs():

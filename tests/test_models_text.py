@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,6 +62,7 @@ def test_wordpiece_learns_the_corpus(tokenizer):
     assert tokenizer.decode(ids, skip_special_tokens=True) == "pneumonias"
 
 
+@pytest.mark.slow
 def test_wordpiece_vocabulary_is_identical_in_a_fresh_process(tokenizer):
     # the tokenizers trainer breaks ties in per-process hash order unless pinned (see docstring)
     code = (
@@ -161,3 +164,49 @@ def test_mlm_pretraining_lowers_loss_and_updates_encoder(tokenizer, small_kwargs
         progress=False,
     )
     assert losses2 == losses
+
+
+def test_mlm_pretraining_leaves_the_callers_random_streams_alone(tokenizer, small_kwargs):
+    def draws():
+        return random.random(), np.random.random(), torch.rand(1).item()  # noqa: NPY002
+
+    def seed_all():
+        random.seed(11)
+        np.random.seed(11)  # noqa: NPY002
+        torch.manual_seed(11)
+
+    seed_all()
+    expected = draws()
+    seed_all()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(False)  # fit switches it on
+    try:
+        enc = bert_from_scratch(tokenizer, seed=0, **small_kwargs)
+        train_mlm(enc, tokenizer, CORPUS[:12], epochs=1, batch_size=8, device="cpu", progress=False)
+        assert draws() == expected
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def test_masked_lm_loss_matches_bert_and_survives_batches_without_masks(tokenizer, small_kwargs):
+    from transformers import BertForMaskedLM
+
+    from mmcxr.models.text import _masked_lm_loss
+
+    torch.manual_seed(0)
+    bert = bert_from_scratch(tokenizer, seed=0, **small_kwargs).bert
+    mlm = BertForMaskedLM(bert.config)
+    batch = tokenize(tokenizer, CORPUS[:4], max_length=16)
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, 1:3] = batch["input_ids"][:, 1:3]  # two target tokens per report
+    out = mlm(**batch, labels=labels)
+    assert _masked_lm_loss(out.logits, labels.float()).item() == pytest.approx(out.loss.item())
+    # nothing masked: BERT's own loss is NaN, ours is 0 with finite (zero) gradients
+    nothing = torch.full_like(labels, -100)
+    assert torch.isnan(mlm(**batch, labels=nothing).loss)
+    logits = mlm(**batch).logits
+    value = _masked_lm_loss(logits, nothing.float())
+    value.backward()
+    assert value.item() == 0.0
+    assert all(torch.isfinite(p.grad).all() for p in mlm.parameters() if p.grad is not None)

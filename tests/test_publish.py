@@ -91,16 +91,11 @@ def chapters(tmp_path: Path) -> Path:
     return d
 
 
-def test_publish_pushes_the_tree_with_nojekyll_to_gh_pages(tmp_path, bare, chapters):
+def test_publish_pushes_the_tree_with_nojekyll_to_gh_pages(tmp_path, bare, chapters, capsys):
     html = _site(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-m", "mmcxr.publish", "--remote", str(bare), "--html", str(html)]
-        + ["--chapters", str(chapters)],
-        text=True,
-        capture_output=True,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
+    rc = publish.main(["--remote", str(bare), "--html", str(html), "--chapters", str(chapters)])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
     assert _refs(bare) == ["refs/heads/gh-pages"]
     assert _tree(bare) == {
         ".nojekyll",
@@ -110,7 +105,18 @@ def test_publish_pushes_the_tree_with_nojekyll_to_gh_pages(tmp_path, bare, chapt
         "_sources/book/chapters/demo.ipynb",
     }
     head = _git("--git-dir", str(bare), "rev-parse", "gh-pages").strip()
-    assert head in done.stdout, "the CLI reports the commit it pushed"
+    assert head in out.out, "the CLI reports the commit it pushed"
+
+
+@pytest.mark.slow
+def test_runs_as_a_module(tmp_path, chapters):
+    """`python -m mmcxr.publish` is what the Makefile calls; a refusal is its exit status."""
+    cmd = [sys.executable, "-m", "mmcxr.publish", "--check", "--chapters", str(chapters)]
+    ok = subprocess.run([*cmd, "--html", str(_site(tmp_path))], capture_output=True, text=True)
+    assert ok.returncode == 0 and "may be published" in ok.stdout, ok.stderr
+    bad = _site(tmp_path, _real_mimic(tmp_path), name="credentialed")
+    refused = subprocess.run([*cmd, "--html", str(bad)], capture_output=True, text=True)
+    assert refused.returncode == 1 and "real credentialed data" in refused.stderr
 
 
 def test_republishing_extends_the_remote_history(tmp_path, bare, chapters):

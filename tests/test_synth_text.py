@@ -88,6 +88,7 @@ def test_labeler_reads_impression_then_findings():
 # ---------------------------------------------------------------------------- report text
 
 
+@pytest.mark.slow
 def test_report_layout(big):
     _, reports, texts, _, _ = big
     assert any(r.addendum for r in reports) and any(r.findings is None for r in reports)
@@ -110,6 +111,7 @@ def test_report_layout(big):
             assert lines[final[0] - 1].strip() == "_" * 78
 
 
+@pytest.mark.slow
 def test_labels_agree_with_text_and_plan(big):
     studies, reports, texts, labels, _ = big
     for s, r, t, (_, row) in zip(studies, reports, texts, labels.iterrows(), strict=True):
@@ -126,6 +128,7 @@ def _sentences(text: str) -> list[str]:
     return re.split(r"(?<=\.)\s+", " ".join(text.split()))
 
 
+@pytest.mark.slow
 def test_laterality_words_match_side(big):
     studies, _, texts, _, _ = big
     checked = 0
@@ -144,6 +147,7 @@ def test_laterality_words_match_side(big):
     assert checked > 500
 
 
+@pytest.mark.slow
 def test_text_is_strongly_predictive():
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -170,6 +174,7 @@ def test_text_is_strongly_predictive():
 # ---------------------------------------------------------------------------- cohort structure
 
 
+@pytest.mark.slow
 def test_ids_and_patients(big):
     studies = big[0]
     assert all(re.fullmatch(r"1\d{7}", str(s.subject_id)) for s in studies)
@@ -187,6 +192,7 @@ def test_ids_and_patients(big):
     assert np.mean([len(s.images) == 2 for s in pa]) > 0.85
 
 
+@pytest.mark.slow
 def test_prevalence_and_cooccurrence(big):
     studies, _, _, labels, meta = big
     pos = (labels[CHEXPERT_LABELS] == 1.0).mean()
@@ -204,6 +210,7 @@ def test_prevalence_and_cooccurrence(big):
     assert sd[meta["portable"]].mean() > 4 * sd[~meta["portable"]].mean()
 
 
+@pytest.mark.slow
 def test_planted_pneumonia_share_in_pa_erect(big):
     _, _, _, labels, meta = big
     pa = labels[(meta["view"] == "PA").to_numpy()]
@@ -216,6 +223,7 @@ def test_planted_pneumonia_share_in_pa_erect(big):
     assert abs(pneu / (pneu + nf) - 0.3) < 0.05
 
 
+@pytest.mark.slow
 def test_hidden_strata_spurious_marker_and_noise(big):
     studies = big[0]
     cfg = SynthConfig()

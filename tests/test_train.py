@@ -97,6 +97,7 @@ def test_fit_overfits_a_tiny_batch():
         ("plateau", {"epochs": 2}),  # "run 2 epochs, then ask for 4"
     ],
 )
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tmp_path, schedule, first_call):
     train, val = ToyDataset(40, seed=1), ToyDataset(20, seed=2)
     kw = {"loss": make_loss("focal", alpha=0.75, gamma=2.0), "schedule": schedule, "patience": None}
@@ -232,6 +233,27 @@ def test_multilabel_targets():
     assert np.isfinite(h.table["val_auroc"]).all()
     p = predict(model, ds, device="cpu", progress=False)
     assert p.probs.shape == (24, 3) and p.labels.shape == (24, 3)
+
+
+def test_collate_fn_and_outputs_that_are_not_one_logit_per_label():
+    # two-class softmax over class indices: what masked-LM pretraining looks like to fit
+    batches = []
+
+    def collate(items):
+        batch = torch.utils.data.default_collate(items)
+        batches.append(len(items))
+        return batch
+
+    def cross_entropy(logits, labels):
+        return torch.nn.functional.cross_entropy(logits, labels.long())
+
+    torch.manual_seed(0)
+    model = build_classifier("text", text_encoder=KimCNN(30, 8, n_filters=6), n_outputs=2)
+    ds = ToyDataset(24, seed=6)
+    h = fit(model, ds, None, loss=cross_entropy, epochs=3, patience=None, collate_fn=collate, **FIT)
+    assert batches[:2] == [16, 8] and len(batches) == 6
+    assert h.table["train_accuracy"].isna().all()  # not a per-label accuracy, so not reported
+    assert h.table["train_loss"].iloc[-1] < h.table["train_loss"].iloc[0]
 
 
 # --------------------------------------------------------------------------- run cache

@@ -323,39 +323,6 @@ def build_cohort(
     return Cohort(table=table, flow=flow.table)
 
 
-def cohort_vs_paper(cohort: Cohort) -> pd.DataFrame:
-    """Our cohort's sizes beside the paper's (section 2.1.1).
-
-    The paper subsampled its whole cohort to 75/25 before splitting; here only the training
-    and validation patients are subsampled, so its "75 set" row is compared with ours
-    without the test images.
-    """
-    t = cohort.table
-    sub = t[t["in_75"]]
-    paper = reference.COHORT
-    share = paper["pneumonia"] / (paper["pneumonia"] + paper["no_finding"])
-    rows = [
-        ("pneumonia (Pneumonia = 1.0)", f"{int(t['label'].sum()):,}", f"{paper['pneumonia']:,}"),
-        (
-            "no finding (No Finding = 1.0)",
-            f"{int((t['label'] == 0).sum()):,}",
-            f"{paper['no_finding']:,}",
-        ),
-        ("pneumonia share", f"{t['label'].mean():.1%}", f"{share:.1%}"),
-        (
-            "75 set: pneumonia (ours: train + val)",
-            f"{int(sub['label'].sum()):,}",
-            f"{paper['pneumonia']:,}",
-        ),
-        (
-            "75 set: no finding (ours: train + val)",
-            f"{int((sub['label'] == 0).sum()):,}",
-            f"{paper['subsampled_negative']:,}",
-        ),
-    ]
-    return pd.DataFrame(rows, columns=["count", "ours", "paper"]).set_index("count")
-
-
 def mlm_corpus(images: pd.DataFrame, cohort: Cohort, text_field: str = "report") -> list[str]:
     """Report texts to pretrain the small BERT on: one per study, from every study of the
     release (any view or finding, as a domain corpus would be) except those of patients in
@@ -417,7 +384,7 @@ def build_model(spec: RunSpec, params: Mapping[str, object], text_dir: Path | No
 
     The image branch is a MONAI ResNet (``image_backbone``), loaded from ``image_weights``
     (a local torchvision-format state dict) when given, with ``frozen_layers`` frozen as in
-    the paper (freezing random weights warns). The text branch is a fresh copy of the BERT in
+    the paper (:func:`mmcxr.models.prepared_image_encoder`). The text branch is a fresh copy of the BERT in
     ``text_dir``, pooled by ``bert_pooling``: the [CLS] state ("cls", as BioBERT classifiers
     do) or the mean over tokens ("mean": a small BERT pretrained only by masked-language
     modelling was never taught to summarise a report in [CLS], and learns far faster so).
@@ -426,23 +393,11 @@ def build_model(spec: RunSpec, params: Mapping[str, object], text_dir: Path | No
         torch.manual_seed(int(params["seed"]))
         image = text = None
         if spec.model in ("image", "multimodal"):
-            image = models.image_encoder(str(params["image_backbone"]))
-            if params["image_weights"] is not None:
-                models.load_pretrained(
-                    image,
-                    str(params["image_weights"]),
-                    key_map=lambda k: None if k.startswith("fc.") else k,
-                )
-            frozen = list(params["frozen_layers"] or [])
-            if frozen and params["image_weights"] is None:
-                warnings.warn(
-                    f"freezing {frozen} of a randomly initialised {params['image_backbone']}"
-                    ": those layers will keep random weights (set image_weights)",
-                    UserWarning,
-                    stacklevel=2,
-                )
-            if frozen:
-                models.freeze(image, frozen)
+            image = models.prepared_image_encoder(
+                str(params["image_backbone"]),
+                params["image_weights"],
+                list(params["frozen_layers"] or []),
+            )
         if spec.model in ("text", "multimodal"):
             if text_dir is None:
                 raise ValueError(f"run {spec.name} reads text but no text encoder was given")

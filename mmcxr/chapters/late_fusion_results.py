@@ -264,6 +264,39 @@ FIGURES: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 
 
+def cohort_vs_paper(cohort: Cohort) -> pd.DataFrame:
+    """Our cohort's sizes beside the paper's (section 2.1.1).
+
+    The paper subsampled its whole cohort to 75/25 before splitting; here only the training
+    and validation patients are subsampled, so its "75 set" row is compared with ours
+    without the test images.
+    """
+    t = cohort.table
+    sub = t[t["in_75"]]
+    paper = reference.COHORT
+    share = paper["pneumonia"] / (paper["pneumonia"] + paper["no_finding"])
+    rows = [
+        ("pneumonia (Pneumonia = 1.0)", f"{int(t['label'].sum()):,}", f"{paper['pneumonia']:,}"),
+        (
+            "no finding (No Finding = 1.0)",
+            f"{int((t['label'] == 0).sum()):,}",
+            f"{paper['no_finding']:,}",
+        ),
+        ("pneumonia share", f"{t['label'].mean():.1%}", f"{share:.1%}"),
+        (
+            "75 set: pneumonia (ours: train + val)",
+            f"{int(sub['label'].sum()):,}",
+            f"{paper['pneumonia']:,}",
+        ),
+        (
+            "75 set: no finding (ours: train + val)",
+            f"{int((sub['label'] == 0).sum()):,}",
+            f"{paper['subsampled_negative']:,}",
+        ),
+    ]
+    return pd.DataFrame(rows, columns=["count", "ours", "paper"]).set_index("count")
+
+
 def figure_table(results: pd.DataFrame, figure: str) -> pd.DataFrame:
     """Ours (with 95% intervals) beside the paper for the runs of one of its figures."""
     if figure not in FIGURES:

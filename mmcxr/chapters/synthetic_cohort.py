@@ -31,9 +31,29 @@ from tqdm.auto import tqdm
 
 from mmcxr.data.splits import patient_split
 from mmcxr.names import CONFIG_FILE
+from mmcxr.params import Param, common, synthetic
 from mmcxr.synth.labels import CHEXPERT_LABELS, FINDING_LABELS
 
 SLUG = "synthetic-cohort"
+
+#: What every parameter must be (checked when the chapter starts: :mod:`mmcxr.params`).
+PARAMETERS: dict[str, Param] = {
+    **common(formats=("mimic-cxr", "mimic-cxr-jpg")),
+    **synthetic(),
+    "meta_root": Param("str", optional=True, doc="the MIMIC-CXR-JPG root with its tables"),
+    "reports_root": Param("str", optional=True, doc="the MIMIC-CXR root with the reports"),
+    "imagenome_root": Param("str", optional=True, doc="a Chest ImaGenome root"),
+    "demo_n_mimic": Param("int", low=1),
+    "demo_n_openi": Param("int", low=1),
+    "demo_n_chestxray14": Param("int", low=1),
+    "demo_image_size": Param("int", low=16, high=4096),
+    "check_images": Param("bool"),
+    "n_examples": Param("int", low=1),
+    "cache_size": Param("int", low=8, high=1024),
+    "signal_max_images": Param("int", low=10),
+    "min_prevalence": Param("float", low=0, high=1),
+    "test_share": Param("float", low=0.05, high=0.95),
+}
 FORMATS = ("mimic-cxr", "mimic-cxr-jpg", "openi", "chestx-ray14")
 """The release formats the chapter shows, in the order it shows them."""
 NOT_REAL = "n/a (real data)"

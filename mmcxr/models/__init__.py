@@ -33,6 +33,7 @@ _EXPORTS = {
         "frozen_parameters",
         "image_encoder",
         "load_pretrained",
+        "prepared_image_encoder",
         "torchvision_densenet_key",
     ),
     "losses": ("ChannelFirstFocalLoss", "make_loss"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -422,3 +423,33 @@ def load_pretrained(
         )
     model.load_state_dict(fits, strict=False)
     return report
+
+
+def prepared_image_encoder(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    frozen: Sequence[str] = (),
+    *,
+    key_map: Callable[[str], str | None] | Mapping[str, str] | None = None,
+) -> ImageEncoder:
+    """An encoder by name, loaded from a local state dict when ``weights`` is given (e.g.
+    ImageNet weights in torchvision's layout; the classifier ``fc.`` keys are dropped unless
+    ``key_map`` says otherwise), with the ``frozen`` stages frozen.
+
+    Papers freeze the early stages of a *pretrained* network; freezing random weights would
+    keep random features, so that combination warns.
+    """
+    enc = image_encoder(name)
+    if weights is not None:
+        drop_head = lambda k: None if k.startswith(("fc.", "classifier.")) else k  # noqa: E731
+        load_pretrained(enc, weights, key_map=key_map or drop_head)
+    if frozen:
+        if weights is None:
+            warnings.warn(
+                f"freezing {list(frozen)} of a randomly initialised {name}: those layers will "
+                "keep random weights (give pretrained weights)",
+                UserWarning,
+                stacklevel=2,
+            )
+        freeze(enc, frozen)
+    return enc
