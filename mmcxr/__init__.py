@@ -28,6 +28,7 @@ _SUBMODULES = {
     "models",
     "papers",
     "plots",
+    "probes",
     "provenance",
     "runs",
     "scorecard",

@@ -3,25 +3,28 @@ its exercises.
 
 This is the notebooks' side of the book. :mod:`mmcxr.book`, the tool that executes chapters
 and builds the book, and this module never import each other: both read the profiles from
-:mod:`mmcxr.profiles`. Every chapter opens the same way (the paper, what is
-reproduced, how to re-run it, the run's parameters and environment folded away) and the text comes from the registry in :mod:`mmcxr.papers`, so it is
-written once and cannot drift from the scorecard. The functions here display Markdown in
-the executed notebook; Jupyter Book renders it with the page (``nb_render_markdown_format:
-myst``), so tables and admonitions in it work.
+:mod:`mmcxr.profiles`. Every chapter opens the same way (the paper, what is reproduced, how
+to re-run it, the run's parameters and environment folded away), with text from the registry
+in :mod:`mmcxr.papers`, so it is written once and cannot drift from the scorecard. The
+functions here display Markdown in the executed notebook; Jupyter Book renders it with the
+page (``nb_render_markdown_format: myst``), so tables and admonitions in it work.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import shlex
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from mmcxr import papers, profiles
+from mmcxr import env, papers, profiles
 from mmcxr.claims import cell
 from mmcxr.params import Param, validate
 from mmcxr.provenance import record_provenance
@@ -161,24 +164,18 @@ def profile_table(slug: str, params: dict[str, Any]) -> pd.DataFrame:
     return table.map(repr)
 
 
-def open_chapter(
-    slug: str, namespace: dict[str, Any], spec: Mapping[str, Param] | None = None
-) -> dict[str, Any]:
+def open_chapter(slug: str, namespace: dict[str, Any], spec: Mapping[str, Param]) -> dict[str, Any]:
     """Start a chapter: check its parameters, record its data, display its opening.
 
     Call it in the first code cell as ``PARAMS = open_chapter(SLUG, globals(), SPEC)``:
-    the parameters are the notebook's literal globals so far (:func:`mmcxr.env.capture_parameters`);
-    with a ``spec`` they are validated (:func:`mmcxr.params.validate`) and text given for a
-    list or number is read as YAML *in the notebook's namespace too*, so the cells below see
-    the checked values. Every ``*_root`` parameter is recorded (``data_root`` with the
+    the parameters (the notebook's literal globals so far, :func:`mmcxr.env.capture_parameters`)
+    are validated against ``spec`` (:func:`mmcxr.params.validate`), and text given for a list
+    or a number is read as YAML *in the notebook's namespace too*, so the cells below see the
+    checked values. Every ``*_root`` parameter is recorded (``data_root`` with the
     chapter's primary format) so that the book can refuse to publish credentialed data.
     """
-    from mmcxr import env
-
-    params = env.capture_parameters(namespace)
-    if spec is not None:
-        params = validate(params, spec, where=slug)
-        namespace.update(params)
+    params = validate(env.capture_parameters(namespace), spec, where=slug)
+    namespace.update(params)
     ch = papers.chapter(slug)
     fmt = params.get("data_format", ch.primary_format)
     for name, value in params.items():
@@ -192,13 +189,7 @@ def open_chapter(
 def source_markdown(*objects: Any) -> str:
     """The source of classes or functions of ``mmcxr`` as Markdown code blocks, each headed
     by its file and line range, so the page shows the code that ran, never a copy of it."""
-    import inspect
-    import textwrap
-    from pathlib import Path
-
-    import mmcxr
-
-    base = Path(mmcxr.__file__).resolve().parents[1]
+    base = Path(__file__).resolve().parents[1]
     parts = []
     for obj in objects:
         lines, start = inspect.getsourcelines(obj)

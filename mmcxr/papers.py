@@ -84,6 +84,14 @@ DATASETS: dict[str, Dataset] = {
             "public download from the NLM Open-i service",
         ),
         Dataset(
+            "openi-kaggle",
+            "IU X-ray / OpenI, Kaggle edition (indiana_reports.csv)",
+            False,
+            "/data/chest-xrays-indiana-university",
+            "public download from Kaggle (raddar/chest-xrays-indiana-university), a CSV"
+            " repackaging of the CC-licensed NLM Open-i collection",
+        ),
+        Dataset(
             "chestx-ray14",
             "NIH ChestX-ray14",
             False,

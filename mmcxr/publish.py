@@ -115,7 +115,11 @@ def refusals(html: Path, chapters: Path | None = None) -> list[str]:
 
 
 def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=cwd, text=True, capture_output=True, check=check)
+    """Run git; with ``check``, a failure is a RuntimeError carrying git's own message."""
+    done = subprocess.run(["git", *args], cwd=cwd, text=True, capture_output=True)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed:\n{done.stderr.strip()}")
+    return done
 
 
 def _resolve_remote(remote: str) -> str:
@@ -171,10 +175,13 @@ def publish(
         if found.returncode == 0:  # build on the published history, so the push fast-forwards
             _git(scratch, "fetch", "--quiet", url, f"+{ref}:{ref}")
         ident = {  # ghp-import commits as the configured user, or as these when there is none
-            "GIT_COMMITTER_NAME": _git(scratch, "config", "user.name", check=False).stdout.strip()
-            or "mmcxr publish",
-            "GIT_COMMITTER_EMAIL": _git(scratch, "config", "user.email", check=False).stdout.strip()
-            or "mmcxr-publish@localhost",
+            var: os.environ.get(var)
+            or _git(scratch, "config", key, check=False).stdout.strip()
+            or fallback
+            for var, key, fallback in (
+                ("GIT_COMMITTER_NAME", "user.name", "mmcxr publish"),
+                ("GIT_COMMITTER_EMAIL", "user.email", "mmcxr-publish@localhost"),
+            )
         }
         cmd = [sys.executable, "-m", "ghp_import", "--no-jekyll", "--push", "--remote", url]
         cmd += ["--branch", branch, "--message", f"Publish the book from {_source_commit()}"]

@@ -90,7 +90,7 @@ display(
         + ("" if synthetic else " Sections that need the synthetic ground truth are skipped.")
     )
 )
-print(sc.tree_listing(root))
+print(data.tree_listing(root))
 
 # %% [markdown]
 # The layout is the release's: `files/pXX/p<subject>/s<study>/` holds one study's images
@@ -165,8 +165,10 @@ glued.update(
 # label, the share also positive for each column".
 
 # %%
+from mmcxr import probes  # linear probes and the common labels they score
+
 common_findings = [
-    c for c in sc.common_labels(studies, min_prevalence=min_prevalence) if c != "No Finding"
+    c for c in probes.common_labels(studies, min_prevalence=min_prevalence) if c != "No Finding"
 ]
 fig = None
 if common_findings:
@@ -291,8 +293,8 @@ fig
 # %%
 if synthetic:
     gt = data.load_ground_truth(root)
-    config = sc.load_synth_config(root)["config"]
-    planted = sc.planted_structure(gt, config)
+    config = data.load_synth_config(root)["config"]
+    planted = data.planted_structure(gt, config)
     knob = {"planted": lambda v: "off" if v is None or v is False else f"{v:g}"}
     display(planted.style.format({**knob, "measured": "{:.3f}"}, na_rep="-").hide(axis="index"))
 else:
@@ -349,7 +351,7 @@ fig
 # agreement beyond chance between "drawn" and "labelled positive or uncertain".
 
 # %%
-agreement = sc.label_truth_agreement(gt, images) if synthetic else None
+agreement = data.label_truth_agreement(gt, images) if synthetic else None
 if synthetic:
     display(agreement.style.format({"agreement": "{:.3f}", "kappa": "{:.2f}"}))
     noise = gt.drop_duplicates("study_id").dropna(subset=["noise_label"])
@@ -386,7 +388,7 @@ tables = {data_format: images} | {f: sc.load_release(f, roots[f], progress=False
 for fmt in sc.FORMATS:
     t = tables[fmt]
     display(Markdown(f"**{fmt}**: {len(t):,} images, {t['study_id'].nunique():,} studies"))
-    print(sc.tree_listing(roots[fmt], max_entries=2, max_top=8))
+    print(data.tree_listing(roots[fmt], max_entries=2, max_top=8))
     display(t.head(3))
 
 # %% [markdown]
@@ -424,7 +426,7 @@ cache_dir = sc.cache_dir_for(out, sample["dicom_id"], cache_size)
 data.prepare(data_format, root, cache_dir, size=cache_size, table=sample[["dicom_id", "path"]],
              overwrite="stale")
 cache = data.ImageCache(cache_dir)
-print(sc.tree_listing(cache_dir))
+print(data.tree_listing(cache_dir))
 manifest = {k: v for k, v in cache.manifest.items() if k not in ("sha256", "keys_sha256")}
 pd.Series(manifest, name="manifest").to_frame()
 
@@ -447,8 +449,8 @@ plots.plot_image_grid(
 
 # %%
 fig = signal = None
-if sc.common_labels(sample, min_prevalence=min_prevalence):
-    signal = sc.signal_check(
+if probes.common_labels(sample, min_prevalence=min_prevalence):
+    signal = probes.signal_check(
         sample, thumbs, min_prevalence=min_prevalence, test_share=test_share, seed=seed
     )
     display(signal.style.format("{:.3f}", subset=["prevalence", "image_auroc", "text_auroc"]))
@@ -464,7 +466,7 @@ fig
 glued.update(
     image_size="at their native resolution" if data_root else f"drawn {synth_image_size} pixels high",
     cache_size=cache_size,
-    **sc.signal_numbers(signal),
+    **probes.signal_numbers(signal),
     **sc.paper_numbers(),  # the paper's numbers the prose quotes, from its reference tables
 )
 

@@ -93,27 +93,49 @@ def planted_image(rows: int, cols: int, seed: int) -> np.ndarray:
     return img
 
 
-def report_text(findings: str | None, impression: str | None) -> str:
-    lines = [
-        "                                 FINAL REPORT",
+def report_text(
+    findings: str | None,
+    impression: str | None,
+    *,
+    addendum: str | None = None,
+    impression_header: str = "IMPRESSION",
+) -> str:
+    """A report in the release's layout: centred ``FINAL REPORT``, every line starting with
+    one space (blank lines are a single space), headers as `` NAME:`` lines; an addendum, when
+    given, on top (``FINAL ADDENDUM``, ``ADDENDUM:``, a line of underscores)."""
+    lines = []
+    if addendum is not None:
+        lines += [
+            " " * 33 + "FINAL ADDENDUM",
+            " ADDENDUM:",
+            " ",
+            f" {addendum}",
+            " ",
+            " " + "_" * 78,
+        ]
+    lines += [
+        " " * 33 + "FINAL REPORT",
         " EXAMINATION:  CHEST (PA AND LAT)",
-        "",
+        " ",
         " INDICATION:  ___ year old woman with cough",
-        "",
+        " ",
         " TECHNIQUE:  Chest PA and lateral",
-        "",
+        " ",
         " COMPARISON:  ___",
-        "",
+        " ",
     ]
     if findings is not None:
-        lines += [" FINDINGS:", "", f" {findings}", ""]
+        lines += [" FINDINGS:", " ", f" {findings}", " "]
     if impression is not None:
-        lines += [" IMPRESSION:", "", f" {impression}", ""]
-    return "\n".join(lines)
+        lines += [f" {impression_header}:", " ", f" {impression}", " "]
+    return "\n".join(lines) + "\n"
 
 
 def _gz_csv(df: pd.DataFrame, path: Path) -> None:
     path.write_bytes(gzip.compress(df.to_csv(index=False).encode()))
+
+
+_VIEW_MEANING = {"PA": "postero-anterior", "AP": "antero-posterior", "LATERAL": "lateral"}
 
 
 def build_mimic_tree(
@@ -126,10 +148,16 @@ def build_mimic_tree(
     seed: int = 0,
 ) -> pd.DataFrame:
     """A tiny MIMIC-CXR (DICOM) or MIMIC-CXR-JPG tree; returns the planted truth, one row per
-    image (ids, view, orientation, procedure, split, labels, findings/impression, image)."""
+    image (ids, view, orientation, procedure, split, labels, findings/impression, image).
+
+    As the releases ship them: reports with one-space blank lines, one of them with an
+    addendum on top; some without FINDINGS, some without IMPRESSION (``impression`` None in
+    the truth: the loader then reports it missing); the DICOM tree with the record and study
+    lists; the metadata, CheXpert and split tables beside either.
+    """
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
-    truth, records, meta, label_rows, split_rows = [], [], [], [], []
+    truth, records, studies, meta, label_rows, split_rows = [], [], [], [], [], []
     study = 50000000
     for i in range(n_subjects):
         subject = 10000001 + i * 7
@@ -145,11 +173,13 @@ def build_mimic_tree(
             labels["Pneumonia"] = np.nan if i % 2 else 1.0
             findings = None if (i + k) % 4 == 3 else f"Lungs are clear in study {study}."
             impression = None if (i + k) % 5 == 4 else f"No acute process {study}."
+            addendum = "Findings discussed with Dr. ___ at ___." if (i, k) == (1, 1) else None
             sdir = f"files/p{str(subject)[:2]}/p{subject}/s{study}"
             rep_path = root / f"{sdir}.txt"
             rep_path.parent.mkdir(parents=True, exist_ok=True)
-            rep_path.write_text(report_text(findings, impression))
+            rep_path.write_text(report_text(findings, impression, addendum=addendum))
             label_rows.append({"subject_id": subject, "study_id": study, **labels})
+            studies.append({"subject_id": subject, "study_id": study, "path": f"{sdir}.txt"})
             for j, view in enumerate(views):
                 dicom_id = "-".join(f"{rng.integers(16**8):08x}" for _ in range(5))
                 img = planted_image(rows, cols, seed=study * 10 + j)
@@ -190,7 +220,7 @@ def build_mimic_tree(
                         "StudyDate": 21500101,
                         "StudyTime": 101010.0,
                         "ProcedureCodeSequence_CodeMeaning": proc,
-                        "ViewCodeSequence_CodeMeaning": "postero-anterior",
+                        "ViewCodeSequence_CodeMeaning": _VIEW_MEANING[view],
                         "PatientOrientationCodeSequence_CodeMeaning": orientation,
                     }
                 )
@@ -210,6 +240,7 @@ def build_mimic_tree(
                         **labels,
                         "findings": findings or "",
                         "impression": impression,
+                        "addendum": addendum is not None,
                         "image": img,
                     }
                 )
@@ -218,6 +249,7 @@ def build_mimic_tree(
     _gz_csv(pd.DataFrame(split_rows), root / "mimic-cxr-2.0.0-split.csv.gz")
     if fmt == "mimic-cxr":
         _gz_csv(pd.DataFrame(records), root / "cxr-record-list.csv.gz")
+        _gz_csv(pd.DataFrame(studies), root / "cxr-study-list.csv.gz")
     return pd.DataFrame(truth)
 
 
@@ -238,12 +270,26 @@ OPENI_XML = """<?xml version="1.0" encoding="utf-8"?>
     </Article>
   </MedlineCitation>
   <MeSH>
-    <major>{major}</major>
-    <automatic>{automatic}</automatic>
+    <major>{major}</major>{automatic}
   </MeSH>
   {images}
 </eCitation>
 """
+
+
+def openi_ids(k: int) -> list[str]:
+    """Report ``k``'s two image ids in the release's forms: report 1 has the ``_<k>`` infix
+    (``CXR1_1_IM-0001-3001``), the others do not (``CXR2_IM-0002-1001``)."""
+    if k == 1:
+        return ["CXR1_1_IM-0001-3001", "CXR1_1_IM-0001-4001"]
+    return [f"CXR{k}_IM-{k:04d}-1001", f"CXR{k}_IM-{k:04d}-2001"]
+
+
+def kaggle_name(image_id: str) -> str:
+    """The Kaggle projection table's name of an XML image id: no ``CXR``, no infix, and
+    ``.dcm.png`` (``CXR1_1_IM-0001-3001`` -> ``1_IM-0001-3001.dcm.png``), as in the real table."""
+    uid, _, tail = image_id.removeprefix("CXR").partition("_IM-")
+    return f"{uid.split('_')[0]}_IM-{tail}.dcm.png"
 
 
 def build_openi_tree(root: Path, n: int = 4) -> pd.DataFrame:
@@ -254,7 +300,7 @@ def build_openi_tree(root: Path, n: int = 4) -> pd.DataFrame:
     for k in range(1, n + 1):
         findings = f"The lungs are clear {k}." if k != 2 else None
         impression = f"Normal chest {k}." if k != 3 else None
-        ids = [f"CXR{k}_1_IM-{k:04d}-1001", f"CXR{k}_1_IM-{k:04d}-2001"]
+        ids = openi_ids(k)
         imgs = "\n".join(
             f'<parentImage id="{i}"><figureId>F{j + 1}</figureId><caption>Xray Chest PA and '
             f'Lateral</caption><panel type="single"><url>/hadoop/{i}.jpg</url></panel>'
@@ -264,7 +310,7 @@ def build_openi_tree(root: Path, n: int = 4) -> pd.DataFrame:
         xml = OPENI_XML.format(
             n=k,
             major="normal" if k % 2 else "Opacity/lung/base/left",
-            automatic="opacity",
+            automatic="" if k % 2 else "\n    <automatic>opacity</automatic>",
             images=imgs,
             findings=f'<AbstractText Label="FINDINGS">{findings}</AbstractText>'
             if findings
@@ -280,7 +326,7 @@ def build_openi_tree(root: Path, n: int = 4) -> pd.DataFrame:
                 root / "NLMCXR_png" / f"{i}.png"
             )
             view = "Frontal" if j == 0 else "Lateral"
-            proj.append({"uid": k, "filename": f"{i[3:]}.dcm.png", "projection": view})
+            proj.append({"uid": k, "filename": kaggle_name(i), "projection": view})
             truth.append(
                 {
                     "uid": f"CXR{k}",
@@ -447,6 +493,13 @@ def mimic_tree(tmp_path):
 def mimic_jpg_tree(tmp_path):
     root = tmp_path / "mimic-cxr-jpg"
     return root, build_mimic_tree(root, "mimic-cxr-jpg")
+
+
+@pytest.fixture
+def mimic_report():
+    """``report_text(findings, impression, *, addendum=, impression_header=)``: a report
+    in the release's layout, for tests that write their own report variants."""
+    return report_text
 
 
 @pytest.fixture

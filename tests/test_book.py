@@ -183,6 +183,7 @@ def test_run_record_says_which_data_was_read(repo: Path, fake_papermill):
     assert rec["parameters"]["data_root"] == str(real)
 
 
+@pytest.mark.slow
 def test_a_real_kernel_records_provenance_that_the_guard_reads(repo: Path):
     """papermill for real: the glued record must pass nbformat's output validation."""
     real = repo / "real"

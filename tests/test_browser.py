@@ -55,6 +55,7 @@ data_root = None
 seed = 0
 device = "cpu"
 output_dir = None
+profile = "custom"
 
 # %%
 import matplotlib.pyplot as plt
@@ -64,8 +65,9 @@ from mmcxr import chapter_page as page
 from mmcxr import metrics
 from mmcxr.chapters import late_fusion_reference as reference
 from mmcxr.claims import show_claims
+from mmcxr.params import common
 
-PARAMS = page.open_chapter("multimodal-vae", globals())
+PARAMS = page.open_chapter("multimodal-vae", globals(), common())
 
 # %%
 fig, ax = plt.subplots(figsize=(3, 2))

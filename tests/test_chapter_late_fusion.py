@@ -369,6 +369,7 @@ def _fake_runs(n: int = 60, seed: int = 0):
     return runs
 
 
+@pytest.mark.slow
 def test_tables_from_stored_predictions():
     grid = lf.run_grid(FOCAL)
     long = lf.predictions_long(grid, _fake_runs())
@@ -400,6 +401,7 @@ def test_tables_from_stored_predictions():
         lfr.figure_table(results, "5")
 
 
+@pytest.mark.slow
 def test_figures_draw_every_run():
     grid = lf.run_grid(FOCAL)
     runs = _fake_runs()

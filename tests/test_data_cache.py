@@ -133,6 +133,7 @@ def test_shards_combine_to_the_same_cache(tmp_path, mimic_tree):
     ]
 
 
+@pytest.mark.slow
 def test_process_pool_gives_identical_bytes(tmp_path, mimic_tree):
     root, _ = mimic_tree
     a = prepare("mimic-cxr", root, tmp_path / "a", size=SIZE, workers=0, progress=False)

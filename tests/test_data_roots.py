@@ -1,5 +1,7 @@
 """resolve_root: synthetic cohorts are generated once, atomically, under a descriptive name,
-and regenerated when the generator code changes; a user's own root is never touched."""
+and regenerated when the generator code changes; a user's own root is never touched. The
+config file is read by one reader (for the chapters and the staleness check alike), and a
+root's tree is listed by its shape."""
 
 from __future__ import annotations
 
@@ -8,7 +10,15 @@ import json
 import pytest
 
 import mmcxr.synth
-from mmcxr.data import DataWarning, FormatError, resolve_root
+from mmcxr.data import (
+    DataWarning,
+    FormatError,
+    load_synth_config,
+    resolve_root,
+    tree_listing,
+)
+from mmcxr.names import CONFIG_FILE
+from mmcxr.provenance import describe_source
 from mmcxr.synth import fingerprint
 from mmcxr.synth.config import SynthConfig
 
@@ -152,3 +162,69 @@ def test_given_root_is_never_regenerated(tmp_path, fake_generate, monkeypatch):
     monkeypatch.setattr(fingerprint, "generator_fingerprint", lambda: "new")
     assert resolve_root("chestx-ray14", mine, n=8, image_size=64) == mine.resolve()
     assert fake_generate == [] and (mine / "Data_Entry_2017.csv").read_text() == "x\n"
+
+
+def test_cohort_with_an_unreadable_config_is_regenerated(tmp_path, fake_generate):
+    root = tmp_path / "home" / "data" / "synthetic" / "chestx-ray14-n8-s0-px64"
+    root.mkdir(parents=True)
+    (root / "Data_Entry_2017.csv").write_text("Image Index\nold\n")
+    for broken in ("{not json", "[1, 2]"):
+        (root / CONFIG_FILE).write_text(broken)
+        with pytest.warns(DataWarning, match="synthetic_config.json is unreadable"):
+            assert resolve_root("chestx-ray14", None, n=8, image_size=64) == root
+        assert "call" in (root / "Data_Entry_2017.csv").read_text()
+    assert len(fake_generate) == 2
+
+
+def test_tree_listing_shows_the_shape_and_counts_the_rest(tmp_path):
+    root = tmp_path / "rel"
+    for p in ("p10/p1001/s1", "p10/p1002", "p11/p1100", "p12", "p13"):
+        (root / "files" / p).mkdir(parents=True)
+    (root / "files/p10/p1001/s1/a.dcm").write_text("x")
+    (root / "files/p10/p1001/s1.txt").write_text("x")
+    for name in ("b.csv.gz", "a.csv.gz", ".hidden"):
+        (root / name).write_text("x")
+    text = tree_listing(root, max_entries=2, max_top=5)
+    assert text.splitlines() == [
+        "rel/",
+        "|-- files/",
+        "|   |-- p10/",  # only the first subfolder is opened ...
+        "|   |   |-- p1001/",
+        "|   |   |   |-- s1/",
+        "|   |   |   |   `-- a.dcm",
+        "|   |   |   `-- s1.txt",
+        "|   |   `-- p1002/",
+        "|   |-- p11/",  # ... its siblings are listed closed
+        "|   `-- ... (2 more folders)",
+        "|-- a.csv.gz",
+        "`-- b.csv.gz",
+    ]
+    assert ".hidden" not in text
+    assert "files" not in tree_listing(root, exclude=["files"])
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        tree_listing(tmp_path / "absent")
+
+
+def test_the_config_is_read_from_the_file_that_makes_a_root_synthetic(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    assert describe_source(real, None)["kind"] == "real"
+    with pytest.raises(FileNotFoundError, match="synthetic_config.json"):
+        load_synth_config(real)
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    (synth / CONFIG_FILE).write_text(json.dumps({"config": {"label_noise_rate": 0.03}}))
+    assert describe_source(synth, None)["kind"] == "synthetic", "one name, one rule"
+    assert load_synth_config(synth)["config"]["label_noise_rate"] == 0.03
+    (synth / CONFIG_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_synth_config(synth)
+    (synth / CONFIG_FILE).write_text(json.dumps({"n": 3}))
+    with pytest.raises(ValueError, match="'config' object"):
+        load_synth_config(synth)
+    fingerprint_only = {fingerprint.FINGERPRINT_KEY: "abc"}
+    (synth / CONFIG_FILE).write_text(json.dumps(fingerprint_only))
+    assert load_synth_config(synth, require_config=False) == fingerprint_only, "staleness"
+    (synth / CONFIG_FILE).write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        load_synth_config(synth, require_config=False)

@@ -47,6 +47,7 @@ def _by_key(df: pd.DataFrame, key: str, gt: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("fmt", ["mimic-cxr", "mimic-cxr-jpg"])
+@pytest.mark.slow
 def test_mimic_reads_back_ground_truth(cohorts, fmt):
     root = cohorts[fmt]
     df = (load_mimic_cxr if fmt == "mimic-cxr" else load_mimic_cxr_jpg)(root, progress=False)
@@ -68,6 +69,7 @@ def test_mimic_reads_back_ground_truth(cohorts, fmt):
     assert (df.impression_source != "missing").all() and df.impression.str.len().gt(0).all()
 
 
+@pytest.mark.slow
 def test_dicom_display_matches_jpeg_release(cohorts):
     """Every synthetic DICOM (MONOCHROME1, VOI LUT, 12-16 bit) displays like its JPEG twin."""
     dcm = load_mimic_cxr(cohorts["mimic-cxr"], progress=False).set_index("dicom_id")
@@ -83,6 +85,7 @@ def test_dicom_display_matches_jpeg_release(cohorts):
     assert kinds == {"MONOCHROME1", "MONOCHROME2", "VOILUT", "window"}
 
 
+@pytest.mark.slow
 def test_openi_reads_back(cohorts):
     root = cohorts["openi"]
     df = load_openi(root, progress=False)
@@ -94,6 +97,7 @@ def test_openi_reads_back(cohorts):
     assert (df.findings_source == "findings").mean() > 0.7
 
 
+@pytest.mark.slow
 def test_chestxray14_reads_back(cohorts):
     root = cohorts["chestx-ray14"]
     df = load_chestxray14(root, progress=False)
@@ -108,6 +112,7 @@ def test_chestxray14_reads_back(cohorts):
     assert set(boxes.image_id) <= set(df.image_id) and set(boxes.label) <= set(CHESTXRAY14_LABELS)
 
 
+@pytest.mark.slow
 def test_imagenome_gold_refers_to_frontal_mimic_images(cohorts):
     root = cohorts["mimic-cxr"]
     df = load_mimic_cxr(root, progress=False)
@@ -117,6 +122,7 @@ def test_imagenome_gold_refers_to_frontal_mimic_images(cohorts):
     assert (boxes.x2 > boxes.x1).all() and boxes[["x1", "y1", "x2", "y2"]].le(224).all().all()
 
 
+@pytest.mark.slow
 def test_prepare_synthetic_cohort(cohorts, tmp_path):
     root = cohorts["mimic-cxr"]
     df = frontal_only(load_mimic_cxr(root, progress=False))

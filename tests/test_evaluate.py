@@ -138,6 +138,7 @@ def test_shuffle_that_moves_labels_is_rejected():
         V.bimodal_sensitivity(TextOnly(), ds, lambda m, d: 0.5)
 
 
+@pytest.mark.slow
 def test_predictions_table_and_ci():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)

@@ -197,6 +197,7 @@ def test_bootstrap_skips_one_class_resamples_and_says_so():
     assert ci.point == 1.0 and ci.lo == 1.0 and ci.hi == 1.0
 
 
+@pytest.mark.slow
 def test_metrics_with_ci_table():
     y, p = _sample(300, 4)
     t = M.metrics_with_ci(y, p, n_boot=300, seed=0)

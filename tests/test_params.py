@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmcxr.chapters import late_fusion as lf
+from mmcxr.chapters import synthetic_cohort as sc
 from mmcxr.params import Param, ParameterError, common, validate
 from mmcxr.profiles import resolved_parameters
 
@@ -81,10 +82,11 @@ def test_undeclared_and_missing_parameters_are_errors():
         validate(missing, SPEC)
 
 
-def test_every_profile_of_the_late_fusion_chapter_passes_its_spec():
+@pytest.mark.parametrize("chapter", [lf, sc], ids=lambda m: m.SLUG)
+def test_every_profile_of_a_chapter_passes_its_spec(chapter):
     for profile in ("smoke", "book", "full"):
-        params = resolved_parameters(lf.SLUG, profile)
-        assert validate(params, lf.PARAMETERS, where=lf.SLUG)["profile"] == profile
+        params = resolved_parameters(chapter.SLUG, profile)
+        assert validate(params, chapter.PARAMETERS, where=chapter.SLUG)["profile"] == profile
 
 
 def test_common_parameters_check_the_profile_name():

@@ -178,6 +178,7 @@ def test_budgets_end_a_call_early_and_resumably(tmp_path):
     assert h.resumed_from_epoch == 1 and h.completed and list(h.table["epoch"]) == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_same_seed_same_results_and_other_seed_differs():
     train, val = ToyDataset(40, seed=4), ToyDataset(20, seed=5)
 
@@ -248,12 +249,13 @@ def test_collate_fn_and_outputs_that_are_not_one_logit_per_label():
         return torch.nn.functional.cross_entropy(logits, labels.long())
 
     torch.manual_seed(0)
-    model = build_classifier("text", text_encoder=KimCNN(30, 8, n_filters=6), n_outputs=2)
+    encoder = KimCNN(30, 8, n_filters=6, dropout=0.0)
+    model = build_classifier("text", text_encoder=encoder, n_outputs=2, dropout=0.0)
     ds = ToyDataset(24, seed=6)
-    h = fit(model, ds, None, loss=cross_entropy, epochs=3, patience=None, collate_fn=collate, **FIT)
-    assert batches[:2] == [16, 8] and len(batches) == 6
+    h = fit(model, ds, None, loss=cross_entropy, epochs=8, patience=None, collate_fn=collate, **FIT)
+    assert batches[:2] == [16, 8] and len(batches) == 16
     assert h.table["train_accuracy"].isna().all()  # not a per-label accuracy, so not reported
-    assert h.table["train_loss"].iloc[-1] < h.table["train_loss"].iloc[0]
+    assert h.table["train_loss"].iloc[-1] < 0.8 * h.table["train_loss"].iloc[0]
 
 
 # --------------------------------------------------------------------------- run cache

@@ -3,6 +3,8 @@ patient-level splits, the decoded-image cache and the Dataset the models train o
 
 Loaders read real releases unchanged and the synthetic cohorts that :mod:`mmcxr.synth` writes
 in the same formats; bad input raises a :class:`~mmcxr.data.errors.DataError` naming the file.
+A synthetic root's own files are read here too (its config, and its ground truth with the
+analyses of what was planted: :mod:`mmcxr.data.ground_truth`), without the generator.
 
 Names are imported lazily (PEP 562): ``import mmcxr.data.cache`` in a worker process, or the
 ``mmcxr prepare`` command, then pays only for what it uses (not for torch and MONAI, which
@@ -40,7 +42,11 @@ _EXPORTS: dict[str, str] = {
     "SchemaError": "mmcxr.data.errors",
     "SkippedFile": "mmcxr.data.errors",
     "skipped_files": "mmcxr.data.errors",
+    "label_truth_agreement": "mmcxr.data.ground_truth",
     "load_ground_truth": "mmcxr.data.ground_truth",
+    "parse_box": "mmcxr.data.ground_truth",
+    "planted_structure": "mmcxr.data.ground_truth",
+    "strata_films": "mmcxr.data.ground_truth",
     "load_imagenome_gold": "mmcxr.data.imagenome",
     "load_imagenome_splits": "mmcxr.data.imagenome",
     "load_scene_graph": "mmcxr.data.imagenome",
@@ -57,8 +63,10 @@ _EXPORTS: dict[str, str] = {
     "read_report": "mmcxr.data.mimic",
     "load_openi": "mmcxr.data.openi",
     "parse_openi_xml": "mmcxr.data.openi",
+    "load_synth_config": "mmcxr.data.roots",
     "looks_like": "mmcxr.data.roots",
     "resolve_root": "mmcxr.data.roots",
+    "tree_listing": "mmcxr.data.roots",
     "parse_sections": "mmcxr.data.sections",
     "report_fields": "mmcxr.data.sections",
     "patient_split": "mmcxr.data.splits",
@@ -88,6 +96,7 @@ __all__ = [
     "finalize",
     "frontal_only",
     "image_table",
+    "label_truth_agreement",
     "load_chestxray14",
     "load_chestxray14_boxes",
     "load_ground_truth",
@@ -97,11 +106,14 @@ __all__ = [
     "load_mimic_cxr_jpg",
     "load_openi",
     "load_scene_graph",
+    "load_synth_config",
     "looks_like",
     "one_per_patient",
+    "parse_box",
     "parse_openi_xml",
     "parse_sections",
     "patient_split",
+    "planted_structure",
     "prepare",
     "raw_and_display",
     "read_image",
@@ -112,8 +124,10 @@ __all__ = [
     "select_pa_erect_nonportable",
     "skipped_files",
     "square_geometry",
+    "strata_films",
     "subsample_ratio",
     "to_uint8",
+    "tree_listing",
 ]
 
 
@@ -154,7 +168,13 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         SkippedFile,
         skipped_files,
     )
-    from mmcxr.data.ground_truth import load_ground_truth
+    from mmcxr.data.ground_truth import (
+        label_truth_agreement,
+        load_ground_truth,
+        parse_box,
+        planted_structure,
+        strata_films,
+    )
     from mmcxr.data.imagenome import load_imagenome_gold, load_imagenome_splits, load_scene_graph
     from mmcxr.data.images import (
         SquareGeometry,
@@ -168,7 +188,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     )
     from mmcxr.data.mimic import load_mimic_cxr, load_mimic_cxr_jpg, read_report
     from mmcxr.data.openi import load_openi, parse_openi_xml
-    from mmcxr.data.roots import looks_like, resolve_root
+    from mmcxr.data.roots import load_synth_config, looks_like, resolve_root, tree_listing
     from mmcxr.data.sections import parse_sections, report_fields
     from mmcxr.data.splits import patient_split
     from mmcxr.labels import CHESTXRAY14_LABELS, CHEXPERT_LABELS

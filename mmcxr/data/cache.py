@@ -100,10 +100,10 @@ def image_table(fmt: str, data_root: str | os.PathLike) -> pd.DataFrame:
         from mmcxr.data.mimic import mimic_image_table
 
         return mimic_image_table(fmt, data_root)
-    if fmt == "openi":
+    if fmt in ("openi", "openi-kaggle"):
         from mmcxr.data.openi import openi_image_table
 
-        return openi_image_table(data_root)
+        return openi_image_table(data_root, "kaggle" if fmt == "openi-kaggle" else "xml")
     if fmt == "chestx-ray14":
         from mmcxr.data.chestxray14 import chestxray14_image_table
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmcxr.synth.labels import FINDING_LABELS
+from mmcxr.synth.labels import FINDING_LABELS, OPENI_MESH_AGREEMENT
 
 
 def _default_weights() -> dict[str, float]:
@@ -85,9 +85,29 @@ class SynthConfig:
     label_noise_rate: float = 0.03
 
     # --- report style ---------------------------------------------------------------------
-    addendum_rate: float = 0.04
+    #: OpenI: share of reports with an empty FINDINGS element, and among the others, share
+    #: with an empty IMPRESSION element.
     no_findings_section_rate: float = 0.08
     no_impression_section_rate: float = 0.06
+
+    # --- MIMIC-CXR report layout (shares of all reports; mimic_report_layouts) --------------
+    #: no FINDINGS section. The MIT-LCP section parser's notes count about 150k FINDINGS
+    #: sections and 190k IMPRESSION sections (CONCLUSION and the combined headers included)
+    #: in 228k reports: a third of the reports have no FINDINGS, a sixth no IMPRESSION.
+    mimic_no_findings_rate: float = 0.335
+    #: no IMPRESSION section (a combined header counts as one, as in the MIT-LCP parser).
+    mimic_no_impression_rate: float = 0.17
+    #: neither section: the text follows COMPARISON without a header (the parser's
+    #: last-paragraph case); counted in both rates above. Not in the parser's notes; a guess.
+    mimic_no_sections_rate: float = 0.02
+    #: a combined ``FINDINGS AND IMPRESSION:`` (or ``FINDINGS/IMPRESSION:``) header, which
+    #: counts as the impression; counted in the no-FINDINGS rate. The real share is about
+    #: 0.06% (135 of 228k); 0.5% keeps a few in a book-sized cohort.
+    mimic_combined_header_rate: float = 0.005
+    #: an addendum block on top (``FINAL ADDENDUM``, ``ADDENDUM:``, its text, a line of
+    #: underscores, then ``FINAL REPORT``). The parser's notes count 183 ``ADDENDUM:`` headers
+    #: (0.08%); 0.5% keeps a few in a book-sized cohort.
+    addendum_rate: float = 0.005
 
     # --- DICOM --------------------------------------------------------------------------------
     monochrome1_rate: float = 0.15
@@ -102,6 +122,11 @@ class SynthConfig:
     chestxray14_bbox_fraction: float = 0.15
     chestxray14_test_fraction: float = 0.2
 
+    # --- IU X-ray / OpenI ---------------------------------------------------------------------
+    #: share of reports whose MeSH ``<automatic>`` terms equal their ``<major>`` headings
+    #: (the real release: 285 of 3,955); the rest are indexed sparser or not at all.
+    openi_mesh_agreement_rate: float = OPENI_MESH_AGREEMENT
+
     def __post_init__(self) -> None:
         def prob(name: str, value: float | None) -> None:
             if value is not None and not 0.0 <= value <= 1.0:
@@ -115,6 +140,7 @@ class SynthConfig:
                 prob(f.name, value)
         if self.max_studies_per_patient < 1:
             raise ValueError("SynthConfig.max_studies_per_patient must be >= 1")
+        mimic_report_layouts(self)  # the MIMIC layout shares must fit together
         if self.pneumonia_share_pa is not None and self.pneumonia_share_pa >= 1.0:
             raise ValueError("SynthConfig.pneumonia_share_pa must be < 1 (it is a share)")
         if self.spurious_label is not None and self.spurious_label not in FINDING_LABELS:
@@ -160,3 +186,36 @@ class SynthConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+#: The MIMIC-CXR report layouts :func:`mimic_report_layouts` shares out.
+MIMIC_LAYOUTS = ("standard", "impression_only", "findings_only", "combined", "no_sections")
+
+
+def mimic_report_layouts(config: SynthConfig) -> dict[str, float]:
+    """The share of each MIMIC-CXR report layout (:data:`MIMIC_LAYOUTS`) from the config.
+
+    ``standard`` has FINDINGS and IMPRESSION; ``impression_only`` and ``combined`` (one
+    ``FINDINGS AND IMPRESSION`` header) have no FINDINGS; ``findings_only`` has no
+    IMPRESSION; ``no_sections`` has neither. The config's rates are marginal shares (what a
+    section count over the release measures), so they must fit together: raises
+    ``ValueError`` when they cannot.
+    """
+    nf, ni = config.mimic_no_findings_rate, config.mimic_no_impression_rate
+    both, combined = config.mimic_no_sections_rate, config.mimic_combined_header_rate
+    shares = {
+        "impression_only": nf - both - combined,
+        "findings_only": ni - both,
+        "combined": combined,
+        "no_sections": both,
+    }
+    shares = {"standard": 1.0 - sum(shares.values()), **shares}
+    if min(shares.values()) < -1e-9:
+        raise ValueError(
+            "SynthConfig: the MIMIC layout rates do not fit together (need "
+            "mimic_no_sections_rate + mimic_combined_header_rate <= mimic_no_findings_rate, "
+            "mimic_no_sections_rate <= mimic_no_impression_rate and mimic_no_findings_rate + "
+            "mimic_no_impression_rate - mimic_no_sections_rate <= 1); got "
+            f"{nf}, {ni}, {both}, {combined}"
+        )
+    return {k: max(v, 0.0) for k, v in shares.items()}

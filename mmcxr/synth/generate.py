@@ -40,11 +40,12 @@ from mmcxr.synth.writers import (
     write_ground_truth,
 )
 
-FORMATS = ("mimic-cxr", "mimic-cxr-jpg", "openi", "chestx-ray14")
+FORMATS = ("mimic-cxr", "mimic-cxr-jpg", "openi", "openi-kaggle", "chestx-ray14")
 _DATASET = {
     "mimic-cxr": "mimic",
     "mimic-cxr-jpg": "mimic",
     "openi": "openi",
+    "openi-kaggle": "openi",  # the same cohort as "openi", in the Kaggle edition's files
     "chestx-ray14": "chestxray14",
 }
 _PROGRESS = ".progress"
@@ -52,7 +53,7 @@ _PROGRESS = ".progress"
 
 def child_rng(seed: int, *key: int) -> np.random.Generator:
     """Independent stream for one purpose: (0, i) study i pixels, (1, p) patient p anatomy,
-    (3, i) study i report text, (4, i) study i DICOM header choices."""
+    (3, i) study i report text, (4, i) study i DICOM header choices, (5,) OpenI MeSH."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(key)))
 
 
@@ -75,6 +76,8 @@ def _image_path(fmt: str, study: StudyPlan, k: int, n_openi: int) -> str:
         return write_mimic.image_relpath(study, im, ".jpg")
     if fmt == "openi":
         return f"{write_openi.PNG_DIR}/{write_openi.image_ids(n_openi, study)[k]}.png"
+    if fmt == "openi-kaggle":
+        return f"{write_openi.KAGGLE_IMAGE_DIR}/{write_openi.kaggle_filenames(n_openi, study)[k]}"
     return f"images/{write_chestxray14.image_index(study)}"
 
 
@@ -130,7 +133,7 @@ def render_study(task: _Task) -> tuple[int, dict[str, dict]]:
             info.update(header)
         elif task.fmt == "mimic-cxr-jpg":
             atomic.write_bytes(root / rel, jpeg_bytes(to_uint8(image)))
-        elif task.fmt == "openi":
+        elif task.fmt in ("openi", "openi-kaggle"):
             atomic.write_bytes(root / rel, png_bytes(to_uint8(image)))
         else:  # chestx-ray14: square 8-bit PNG, boxes rescaled with the image
             size = task.image_size
@@ -213,7 +216,8 @@ def generate(
 ) -> Path:
     """Write a synthetic cohort of ``n`` studies (images for ChestX-ray14) to ``out_dir``.
 
-    ``fmt`` is one of ``mimic-cxr``, ``mimic-cxr-jpg``, ``openi``, ``chestx-ray14``;
+    ``fmt`` is one of ``mimic-cxr``, ``mimic-cxr-jpg``, ``openi``, ``openi-kaggle`` (the same
+    OpenI cohort in the Kaggle edition's CSVs and file names), ``chestx-ray14``;
     ``image_size`` is the image height in pixels (width follows MIMIC's 2544/3056 aspect;
     ChestX-ray14 images are square). Also writes ``synthetic_ground_truth.csv.gz`` and
     ``synthetic_config.json`` (the config, the arguments and the
@@ -245,7 +249,7 @@ def generate(
     atomic.write_text(stamp, json.dumps(params, sort_keys=True))
 
     studies = sample_cohort(n, seed, cfg, _DATASET[fmt])
-    style = "openi" if fmt == "openi" else "mimic"
+    style = "openi" if fmt in ("openi", "openi-kaggle") else "mimic"
     reports = {
         s.study_id: compose_report(
             s,
@@ -274,6 +278,7 @@ def generate(
         for k, im in enumerate(s.images):
             key = {
                 "openi": write_openi.image_ids(s.index + 1, s)[k],
+                "openi-kaggle": write_openi.kaggle_image_ids(s.index + 1, s)[k],
                 "chestx-ray14": write_chestxray14.image_index(s),
             }.get(fmt, im.dicom_id)
             gt.append(
@@ -331,10 +336,16 @@ def _write_metadata(
                 gold_fraction=cfg.imagenome_gold_fraction,
                 seed=seed,
             )
-    elif fmt == "openi":
-        for s in studies:
-            write_openi.write_report_xml(root, s.index + 1, s, reports[s.study_id])
-        write_openi.write_projections(root, studies)
+    elif fmt in ("openi", "openi-kaggle"):
+        mesh = write_openi.plan_mesh(studies, seed, cfg.openi_mesh_agreement_rate)
+        if fmt == "openi":
+            for s in studies:
+                write_openi.write_report_xml(
+                    root, s.index + 1, s, reports[s.study_id], mesh[s.index]
+                )
+            write_openi.write_projections(root, studies)
+        else:
+            write_openi.write_kaggle_tables(root, studies, reports, mesh)
     else:
         write_chestxray14.write_tables(
             root,

@@ -102,3 +102,45 @@ DEVICE_ALIASES: dict[str, str] = {
     "chest_tube": "chest tube",
 }
 DEVICES: tuple[str, ...] = tuple(dict.fromkeys(DEVICE_ALIASES.values()))
+
+# --------------------------------------------------------------------------------------------
+# IU X-ray / OpenI: MeSH indexing
+#
+# Each OpenI report carries two kinds of MeSH terms. ``<major>`` is the manual coding: a
+# heading with qualifiers ("Pleural Effusion/right/small"), or ``normal``. ``<automatic>`` is
+# MeSH automatic indexing of the report text: lower-case headings, no qualifiers, fewer of
+# them, and drawn from the indexer's own vocabulary, which has no term at all for several
+# manual headings. In the real release the two agree (the automatic set equals the lower-cased
+# major headings) in only 285 of 3,955 reports; third-party loaders label from either, so the
+# synthetic files keep the two apart the same way.
+
+#: The automatic-indexing term(s) for each ``<major>`` heading the cohort writes: the first is
+#: the usual one, any others are alternatives the indexer also gives. An empty tuple means the
+#: real automatic vocabulary has no such term (it never contains "consolidation", "mass",
+#: "mediastinum" or "tube, inserted"), so that finding is never indexed automatically.
+OPENI_AUTOMATIC: dict[str, tuple[str, ...]] = {
+    "Cardiomegaly": ("cardiomegaly",),
+    "Pleural Effusion": ("pleural effusion",),
+    "Pneumothorax": ("pneumothorax",),
+    "Pulmonary Atelectasis": ("pulmonary atelectasis",),
+    "Consolidation": (),
+    "Opacity": ("opacity",),
+    "Pneumonia": ("pneumonia",),
+    "Pulmonary Edema": ("pulmonary edema", "pulmonary congestion"),
+    "Mediastinum": (),
+    "Fractures, Bone": ("fractures, bone",),
+    "Nodule": ("nodule",),
+    "Mass": (),
+    "Thickening": ("thickening",),
+    "Pacemaker, Artificial": ("pacemaker, artificial",),
+    "Catheters, Indwelling": ("catheters, indwelling",),
+    "Tube, Inserted": (),
+}
+
+#: Terms that the real automatic indexing never produces (checked by the tests).
+OPENI_NOT_AUTOMATIC: frozenset[str] = frozenset(
+    {"consolidation", "mass", "mediastinum", "tube, inserted"}
+)
+
+#: Share of real OpenI reports whose automatic terms equal their major headings (285 / 3,955).
+OPENI_MESH_AGREEMENT: float = 285 / 3955
