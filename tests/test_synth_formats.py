@@ -25,7 +25,7 @@ from pydicom.pixels import apply_voi_lut  # noqa: E402
 
 from mmcxr.synth import CHEXPERT_LABELS, SynthConfig, generate  # noqa: E402
 from mmcxr.synth.labeler import label_report, label_text, labeled_section  # noqa: E402
-from mmcxr.synth.labels import LATERALISED  # noqa: E402
+from mmcxr.synth.labels import LATERALISED, OPENI_NOT_AUTOMATIC  # noqa: E402
 
 SEED, N, PX = 7, 40, 64
 DICOM_ID = re.compile(r"([0-9a-f]{8}-){4}[0-9a-f]{8}")
@@ -426,7 +426,7 @@ def test_openi_tree(tmp_path):
     assert sorted(int(p.stem) for p in xmls) == list(range(1, 21))
     pngs = {p.stem: p for p in root.rglob("*.png")}
     assert set(pngs) == set(gt["image_id"])
-    deid = 0
+    deid, infixed = 0, set()
     for p in xmls:
         r = ET.parse(p).getroot()
         assert r.tag == "eCitation" and r.find("uId").get("id") == f"CXR{p.stem}"
@@ -435,26 +435,80 @@ def test_openi_tree(tmp_path):
         assert "___" not in "".join(texts.values())
         deid += "XXXX" in "".join(texts.values())
         ids = [pi.get("id") for pi in r.iter("parentImage")]
-        assert len(ids) >= 1 and all(re.fullmatch(rf"CXR{p.stem}_IM-\d{{4}}-\d001", i) for i in ids)
+        # both real id forms: CXR2_IM-0652-1001 and, with the _<k> infix, CXR1_1_IM-0001-3001
+        form = rf"CXR{p.stem}(_1)?_IM-\d{{4}}-\d001"
+        assert len(ids) >= 1 and all(re.fullmatch(form, i) for i in ids)
+        if "_1_IM-" in ids[0]:
+            infixed.add(int(p.stem))
         for i in ids:
             im = Image.open(pngs[i])
             assert im.mode == "L" and im.size[1] == PX
         majors = [m.text for m in r.find("MeSH").iter("major")]
+        automatic = [m.text for m in r.find("MeSH").iter("automatic")]
         rows = gt[gt["image_id"] == ids[0]].iloc[0]
         positive = any(
             rows[f"reported_{lab}"] == 1.0 for lab in CHEXPERT_LABELS if lab != "No Finding"
         )
         assert (majors == ["normal"]) == (not positive), (majors, p)
+        # automatic indexing: its own lower-case terms, never a copy of the major terms
+        assert not set(automatic) & set(majors) and not set(automatic) & OPENI_NOT_AUTOMATIC
+        assert all(a == a.lower() and "/" not in a for a in automatic)
+        assert not automatic if majors == ["normal"] else len(automatic) <= len(majors)
     assert deid > 0
+    assert 1 in infixed and len(infixed) < 20
     assert (gt.groupby("study_id")["view"].first().isin(["PA", "AP"])).all()
     proj = pd.read_csv(root / "indiana_projections.csv")
     assert list(proj.columns) == ["uid", "filename", "projection"]
-    view = dict(
-        zip("CXR" + proj["filename"].str.removesuffix(".dcm.png"), proj["projection"], strict=True)
+    # the Kaggle table's names: no CXR, no infix, .dcm.png
+    assert proj["filename"].str.fullmatch(r"\d+_IM-\d{4}-\d001\.dcm\.png").all()
+    assert (proj["uid"] == proj["filename"].str.split("_").str[0].astype(int)).all()
+    view = dict(zip(proj["filename"].str.removesuffix(".dcm.png"), proj["projection"], strict=True))
+    key = gt["image_id"].str.replace(r"^CXR(\d+)(_\d+)?_", r"\1_", regex=True)
+    assert [view[k] for k in key] == ["Frontal" if f else "Lateral" for f in gt["frontal"]]
+
+
+def test_openi_kaggle_tree(tmp_path):
+    """The Kaggle edition: the two CSVs with the real columns, PNGs under
+    images/images_normalized named as in the projection table, and no XML."""
+    root = generate(
+        "openi-kaggle", tmp_path / "k", n=20, seed=SEED, image_size=PX, workers=1, progress=False
     )
-    assert [view[i] for i in gt["image_id"]] == [
-        "Frontal" if f else "Lateral" for f in gt["frontal"]
+    assert not (root / "ecgen-radiology").exists()
+    rep = pd.read_csv(root / "indiana_reports.csv")
+    assert list(rep.columns) == [
+        "uid",
+        "MeSH",
+        "Problems",
+        "image",
+        "indication",
+        "comparison",
+        "findings",
+        "impression",
     ]
+    assert rep["uid"].tolist() == list(range(1, 21))
+    normal = rep["MeSH"] == "normal"
+    assert ((rep["Problems"] == "normal") == normal).all() and 0 < normal.sum() < 20
+    for mesh, problems in zip(rep["MeSH"][~normal], rep["Problems"][~normal], strict=True):
+        heads = [t.split("/")[0] for t in mesh.split(";")]
+        assert problems.split(";") == list(dict.fromkeys(heads))
+    assert rep["findings"].notna().mean() > 0.7 and "XXXX" in " ".join(rep["indication"])
+    proj = pd.read_csv(root / "indiana_projections.csv")
+    assert proj["filename"].str.fullmatch(r"\d+_IM-\d{4}-\d001\.dcm\.png").all()
+    assert set(proj["projection"]) == {"Frontal", "Lateral"}
+    files = sorted(p.name for p in (root / "images" / "images_normalized").iterdir())
+    assert files == sorted(proj["filename"])
+    gt = pd.read_csv(root / "synthetic_ground_truth.csv.gz")
+    assert sorted(gt["image_id"] + ".dcm.png") == files
+    # the same cohort as the XML edition: same reports, same pixels
+    xml = generate(
+        "openi", tmp_path / "x", n=20, seed=SEED, image_size=PX, workers=1, progress=False
+    )
+    first = ET.parse(xml / "ecgen-radiology" / "1.xml").getroot()
+    texts = {a.get("Label"): a.text or "" for a in first.iter("AbstractText")}
+    assert texts["FINDINGS"] == (rep["findings"].fillna("")[0])
+    a = np.asarray(Image.open(root / "images" / "images_normalized" / proj["filename"][0]))
+    b = np.asarray(Image.open(xml / "NLMCXR_png" / f"{first.find('parentImage').get('id')}.png"))
+    np.testing.assert_array_equal(a, b)
 
 
 # ---------------------------------------------------------------------------- ChestX-ray14

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmcxr.chapters.synthetic_cohort import common_labels, signal_check
+from mmcxr.probes import common_labels, signal_check
 from mmcxr.data import frontal_only, load_mimic_cxr_jpg, read_image
 from mmcxr.synth import generate
 from mmcxr.synth.labels import FINDING_LABELS

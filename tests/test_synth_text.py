@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmcxr.data.sections import parse_sections, report_fields
 from mmcxr.synth.cohort import GRADED, no_finding, sample_cohort
-from mmcxr.synth.config import SynthConfig
+from mmcxr.synth.config import MIMIC_LAYOUTS, SynthConfig, mimic_report_layouts
 from mmcxr.synth.generate import child_rng
 from mmcxr.synth.labeler import label_report, label_text, labeled_section
 from mmcxr.synth.labels import CHEXPERT_LABELS, FINDING_LABELS, LATERALISED
-from mmcxr.synth.reports import compose_report, planned_labels
+from mmcxr.synth.reports import compose_report, planned_labels, report_kwargs
 
 SECTION = re.compile(r"\n ([A-Z ()/,-]+):\s")
 
@@ -23,13 +24,15 @@ def _texts(studies, seed, **rates):
     return [compose_report(s, child_rng(seed, 3, s.index), **rates) for s in studies]
 
 
+#: The default MIMIC layout with the rare variants made common enough to check each often.
+RICH = SynthConfig(addendum_rate=0.04, mimic_combined_header_rate=0.03, mimic_no_sections_rate=0.04)
+
+
 @pytest.fixture(scope="module")
 def big():
     """A plan-only cohort large enough to measure rates (no pixels: fast)."""
     studies = sample_cohort(6000, seed=11)
-    reports = _texts(
-        studies, 11, addendum_rate=0.04, no_findings_rate=0.08, no_impression_rate=0.06
-    )
+    reports = _texts(studies, 11, **report_kwargs(RICH, "mimic"))
     texts = [r.mimic_text() for r in reports]
     labels = pd.DataFrame([label_report(t) for t in texts])
     meta = pd.DataFrame(
@@ -88,27 +91,83 @@ def test_labeler_reads_impression_then_findings():
 # ---------------------------------------------------------------------------- report text
 
 
+#: The headers after COMPARISON of each layout (the combined one has two spellings).
+LAYOUT_HEADERS = {
+    "standard": [["FINDINGS", "IMPRESSION"]],
+    "impression_only": [["IMPRESSION"]],
+    "findings_only": [["FINDINGS"]],
+    "combined": [["FINDINGS AND IMPRESSION"], ["FINDINGS/IMPRESSION"]],
+    "no_sections": [[]],
+}
+
+
 @pytest.mark.slow
 def test_report_layout(big):
     _, reports, texts, _, _ = big
-    assert any(r.addendum for r in reports) and any(r.findings is None for r in reports)
-    assert any(r.impression is None for r in reports)
-    for t in texts[:1500]:
+    assert {r.layout for r in reports} == set(MIMIC_LAYOUTS)
+    assert any(r.addendum for r in reports)
+    for r, t in zip(reports[:3000], texts[:3000], strict=True):
         lines = t.rstrip("\n").split("\n")
         final = [i for i, line in enumerate(lines) if line.strip() == "FINAL REPORT"]
         assert len(final) == 1 and lines[final[0]].startswith(" " * 30)
         assert all(len(line) <= 79 and line.startswith(" ") for line in lines if line), t
         headers = SECTION.findall(t)
-        assert headers[headers.index("EXAMINATION") :][:4] == [
-            "EXAMINATION",
-            "INDICATION",
-            "TECHNIQUE",
-            "COMPARISON",
-        ]
-        assert "FINDINGS" in headers or "IMPRESSION" in headers
+        start = headers.index("EXAMINATION")
+        assert headers[start:][:4] == ["EXAMINATION", "INDICATION", "TECHNIQUE", "COMPARISON"]
+        assert headers[start + 4 :] in LAYOUT_HEADERS[r.layout], (r.layout, t)
         assert "___" in t
-        if "ADDENDUM" in headers:
+        if r.addendum:  # the release's addendum block, on top
+            assert lines[0].strip() == "FINAL ADDENDUM" and headers[0] == "ADDENDUM"
             assert lines[final[0] - 1].strip() == "_" * 78
+        else:
+            assert final == [0] and "ADDENDUM" not in headers
+        if r.layout == "no_sections":  # the text follows COMPARISON after a blank line
+            after = lines[[i for i, x in enumerate(lines) if x.startswith(" COMPARISON:")][0] :]
+            assert after[1] == " " and after[2].strip()
+
+
+@pytest.mark.slow
+def test_section_statistics_follow_the_release(big):
+    """Read back with the loader's parser (the MIT-LCP rules), the default layout has the
+    real release's section statistics: a third without FINDINGS, a sixth without IMPRESSION;
+    the combined header counts as the impression and only a report with neither section
+    falls back to its last paragraph."""
+    studies = sample_cohort(6000, seed=12)
+    cfg = SynthConfig()
+    reports = _texts(studies, 12, **report_kwargs(cfg, "mimic"))
+    fields = pd.DataFrame([report_fields(parse_sections(r.mimic_text())) for r in reports])
+    no_findings = (fields.findings_source == "missing").mean()
+    no_impression = (fields.impression_source != "impression").mean()
+    assert abs(no_findings - cfg.mimic_no_findings_rate) < 0.02
+    assert abs(no_impression - cfg.mimic_no_impression_rate) < 0.015
+    layouts = pd.Series([r.layout for r in reports])
+    want = mimic_report_layouts(cfg)
+    for name, share in want.items():
+        assert abs((layouts == name).mean() - share) < 0.02, name
+    fallback = fields.impression_source == "last_paragraph"
+    assert (fallback == (layouts == "no_sections")).all()
+    assert (fields.impression_source[layouts == "combined"] == "impression").all()
+    assert (fields.findings_source[layouts == "findings_only"] == "findings").all()
+    assert (fields.impression_source[layouts == "findings_only"] == "missing").all()
+    assert abs(np.mean([r.addendum is not None for r in reports]) - cfg.addendum_rate) < 0.005
+
+
+def test_layout_rates_are_validated_and_recorded():
+    with pytest.raises(ValueError, match="MIMIC layout rates do not fit"):
+        SynthConfig(mimic_no_sections_rate=0.3, mimic_no_impression_rate=0.2)
+    with pytest.raises(ValueError, match="MIMIC layout rates do not fit"):
+        SynthConfig(mimic_no_findings_rate=0.7, mimic_no_impression_rate=0.5)
+    cfg = SynthConfig(mimic_no_findings_rate=0.5)
+    assert SynthConfig.from_dict(cfg.to_dict()) == cfg
+    shares = mimic_report_layouts(cfg)
+    assert set(shares) == set(MIMIC_LAYOUTS) and math.isclose(sum(shares.values()), 1.0)
+    assert shares["impression_only"] + shares["combined"] + shares["no_sections"] == 0.5
+    study = sample_cohort(1, seed=0)[0]
+    with pytest.raises(ValueError, match="layouts are MIMIC-CXR"):
+        compose_report(study, child_rng(0, 3, 0), style="openi", layouts=shares)
+    with pytest.raises(ValueError, match="layouts must share 1"):
+        compose_report(study, child_rng(0, 3, 0), layouts={"standard": 0.5})
+    assert set(report_kwargs(cfg, "openi")) == {"no_findings_rate", "no_impression_rate"}
 
 
 @pytest.mark.slow

@@ -31,8 +31,6 @@ from mmcxr.labels import CHEXPERT_LABELS
 from mmcxr.params import Param, common, synthetic
 
 # Moved to mmcxr.probes; still importable from here for tests/test_synth_learnability.py.
-from mmcxr.probes import common_labels as common_labels
-from mmcxr.probes import signal_check as signal_check
 
 SLUG = "synthetic-cohort"
 

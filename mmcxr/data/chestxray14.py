@@ -1,15 +1,28 @@
-"""NIH ChestX-ray14: ``Data_Entry_2017.csv``, the image folder, boxes and the official split.
+"""NIH ChestX-ray14: the data entry table, the image folders, boxes and the official split.
 
-The release's CSV headers are famously irregular: ``OriginalImage[Width, Height]`` and
+The release has been shipped in several shapes, and the loaders read each as it is
+downloaded:
+
+- the table is ``Data_Entry_2017.csv`` (the 2017 release, and Kaggle's copy) or
+  ``Data_Entry_2017_v2020.csv`` (what NIH ships since 2020; its header says ``Patient Sex``
+  where the 2017 one says ``Patient Gender``). When both are present the v2020 table is read,
+  with a warning, since it is NIH's corrected version;
+- the images sit in ``images/`` (NIH's twelve ``images_NNN.tar.gz`` unpack there) or in
+  ``images_001/images/`` ... ``images_012/images/`` (the Kaggle layout);
+- the box table spells one label ``Infiltrate`` where the data entry table says
+  ``Infiltration``; boxes are returned under the data entry table's name.
+
+The CSV headers are famously irregular: ``OriginalImage[Width, Height]`` and
 ``OriginalImagePixelSpacing[x, y]`` are written unquoted, so a CSV reader sees the columns
-``OriginalImage[Width`` and ``Height]`` (and a trailing unnamed column); the box file's
-``Bbox [x, y, w, h]`` likewise spreads over four columns. The loaders find these columns by
-position and prefix instead of by exact name.
+``OriginalImage[Width`` and ``Height]`` (and, in the 2017 table, a trailing unnamed column);
+the box file's ``Bbox [x, y, w, h]`` likewise spreads over four columns. The loaders find
+these columns by position and prefix instead of by exact name.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +31,7 @@ from tqdm.auto import tqdm
 
 from mmcxr.data.errors import (
     DataError,
+    DataWarning,
     FormatError,
     LabelValueError,
     MissingFileError,
@@ -29,25 +43,58 @@ from mmcxr.data.tables import read_table
 from mmcxr.labels import CHESTXRAY14_LABELS
 
 __all__ = [
+    "BOX_LABEL_NAMES",
     "CHESTXRAY14_LABELS",
     "DATA_ENTRY",
+    "DATA_ENTRY_V2020",
+    "IMAGE_SIDE",
+    "data_entry_path",
     "load_chestxray14",
     "load_chestxray14_boxes",
     "chestxray14_image_table",
 ]
 
 DATA_ENTRY = "Data_Entry_2017.csv"
+#: The table NIH ships since 2020 (same rows; ``Patient Sex`` instead of ``Patient Gender``).
+DATA_ENTRY_V2020 = "Data_Entry_2017_v2020.csv"
 BBOX_FILE = "BBox_List_2017.csv"
+#: Side of the release's PNGs, and so the pixel frame of ``BBox_List_2017.csv``.
+IMAGE_SIDE = 1024
+#: Box-table spellings that differ from the data entry table's label names.
+BOX_LABEL_NAMES = {"Infiltrate": "Infiltration"}
 _REQUIRED = ["Image Index", "Finding Labels", "Patient ID", "View Position"]
+_SEX_COLUMNS = ("Patient Gender", "Patient Sex")
 
 
 def _cxr14_root(root: str | os.PathLike) -> Path:
     r = Path(root).expanduser().resolve()
     if not r.is_dir():
         raise MissingFileError(r, "ChestX-ray14 root folder not found")
-    if not (r / DATA_ENTRY).is_file():
-        raise FormatError(r, f"does not look like ChestX-ray14: no {DATA_ENTRY}")
+    if not any((r / name).is_file() for name in (DATA_ENTRY_V2020, DATA_ENTRY)):
+        raise FormatError(
+            r, f"does not look like ChestX-ray14: no {DATA_ENTRY} (or {DATA_ENTRY_V2020})"
+        )
     return r
+
+
+def data_entry_path(root: str | os.PathLike) -> Path:
+    """The data entry table of a ChestX-ray14 root: the v2020 table if present, else 2017's.
+
+    NIH replaced ``Data_Entry_2017.csv`` by ``Data_Entry_2017_v2020.csv`` in 2020, while
+    Kaggle's copy and older downloads carry the 2017 name; a root holding both (a re-download
+    into the same folder) is read from the newer table, with a :class:`DataWarning` so the
+    choice is never silent.
+    """
+    r = _cxr14_root(root)
+    new, old = r / DATA_ENTRY_V2020, r / DATA_ENTRY
+    if new.is_file() and old.is_file():
+        warnings.warn(
+            f"{r}: has both {DATA_ENTRY_V2020} and {DATA_ENTRY}; reading {DATA_ENTRY_V2020}"
+            " (NIH's corrected table)",
+            DataWarning,
+            stacklevel=3,
+        )
+    return new if new.is_file() else old
 
 
 def _split_pair(df: pd.DataFrame, prefix: str) -> tuple[pd.Series, pd.Series]:
@@ -68,18 +115,61 @@ def _split_pair(df: pd.DataFrame, prefix: str) -> tuple[pd.Series, pd.Series]:
 
 
 def _image_paths(r: Path, names: pd.Series) -> list[Path | None]:
-    """``images/<name>``, else wherever under the root the name occurs (images_001/images)."""
+    """Where each image is: ``images/<name>``, else the one PNG of that name under the root.
+
+    NIH's archives unpack into ``images/``; Kaggle's copy splits the same files over
+    ``images_001/images/`` ... ``images_012/images/``. Anything else under the root (a
+    partial download spread over other folders) is found too. A name that occurs in more
+    than one place is taken from the first path in sorted order, with a warning and a count.
+    """
     direct = [r / "images" / n for n in names]
     if all(p.is_file() for p in direct):
         return direct
-    found = {p.name: p for p in sorted(r.rglob("*.png"))}
+    found: dict[str, Path] = {}
+    dupes: list[str] = []
+    for p in sorted(r.rglob("*.png")):
+        if p.name in found:
+            dupes.append(p.name)
+        else:
+            found[p.name] = p
+    listed = set(names)
+    dupes = [d for d in dict.fromkeys(dupes) if d in listed]
+    if dupes:
+        warnings.warn(
+            f"{r}: {len(dupes)} image name(s) occur in more than one folder (first:"
+            f" {dupes[0]}); each is read from the first path in sorted order",
+            DataWarning,
+            stacklevel=3,
+        )
     return [p if p.is_file() else found.get(n) for p, n in zip(direct, names, strict=True)]
 
 
 def chestxray14_image_table(root: str | os.PathLike) -> pd.DataFrame:
-    """Every image of the release as ``key`` (Image Index) and ``path``."""
-    df = load_chestxray14(root, check_images=False, progress=False)
-    return pd.DataFrame({"key": df["image_id"], "path": df["path"]})
+    """Every image the data entry table lists, as ``key`` (Image Index) and ``path``.
+
+    An image that is not found keeps the path where the release puts it
+    (``images/<name>``), so that :func:`mmcxr.data.prepare` names the missing file (and with
+    ``on_error="skip"`` records it and builds the rest) instead of this table failing first.
+    """
+    r = _cxr14_root(root)
+    names = _read_entry(data_entry_path(r))["Image Index"].str.strip()
+    paths = _image_paths(r, names)
+    return pd.DataFrame(
+        {
+            "key": names.to_numpy(),
+            "path": [
+                str(p if p is not None else r / "images" / n)
+                for p, n in zip(paths, names, strict=True)
+            ],
+        }
+    )
+
+
+def _read_entry(entry: Path) -> pd.DataFrame:
+    """The data entry table with its required columns checked (either release's header)."""
+    return read_table(
+        entry, _REQUIRED, dtype={"Image Index": str, "Finding Labels": str}, what="data entry table"
+    )
 
 
 def load_chestxray14(

@@ -10,17 +10,26 @@ comparison cues for follow-up studies. Each sentence keeps a record of what it a
 Phrasing is chosen so that :mod:`mmcxr.synth.labeler` reads back exactly the planned labels
 (a test checks it), and so that the text is strongly but not trivially predictive: negated
 mentions share words with positive ones, and the INDICATION leaks only part of the answer.
+
+MIMIC-CXR reports come in the layouts of the real release, at the shares the generator
+config records (:func:`~mmcxr.synth.config.mimic_report_layouts`): FINDINGS and IMPRESSION;
+IMPRESSION only (a third of real reports have no FINDINGS); FINDINGS only; one combined
+``FINDINGS AND IMPRESSION:`` section; no section at all (the text follows COMPARISON); and
+now and then an addendum block on top. A reader must cope with each, as the chapters do.
 """
 
 from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from mmcxr.synth.cohort import PlannedFinding, StudyPlan
+from mmcxr.synth.config import MIMIC_LAYOUTS, SynthConfig, mimic_report_layouts
 from mmcxr.synth.labels import FINDING_LABELS
 
 _SIDE_ADJ = {"right": "right", "left": "left", "bilateral": "bilateral"}
@@ -47,7 +56,14 @@ class Sentence:
 
 @dataclass
 class Report:
-    """A report as sections of sentences; :meth:`mimic_text` lays it out like MIMIC-CXR."""
+    """A report as sections of sentences; :meth:`mimic_text` lays it out like MIMIC-CXR.
+
+    ``findings``/``impression`` are None when the report has no such section.
+    ``impression_header`` is the header the impression is written under: ``IMPRESSION``;
+    ``FINDINGS AND IMPRESSION`` or ``FINDINGS/IMPRESSION`` for a combined section (which
+    readers count as the impression); ``""`` for a report whose text follows COMPARISON with
+    no header at all (the MIT-LCP parser's last-paragraph case).
+    """
 
     examination: str
     indication: str
@@ -57,6 +73,16 @@ class Report:
     impression: list[Sentence] | None
     addendum: str | None = None
     paragraph_breaks: list[int] = field(default_factory=list)
+    impression_header: str = "IMPRESSION"
+
+    @property
+    def layout(self) -> str:
+        """The section layout, one of :data:`~mmcxr.synth.config.MIMIC_LAYOUTS`."""
+        if self.findings is not None:
+            return "standard" if self.impression is not None else "findings_only"
+        if self.impression is None or not self.impression_header:
+            return "no_sections"
+        return "impression_only" if self.impression_header == "IMPRESSION" else "combined"
 
     @property
     def sentences(self) -> list[Sentence]:
@@ -91,7 +117,8 @@ class Report:
                     lines.append(" ")
                 lines += _wrap("  ".join(para))
         if self.impression is not None:
-            lines += [" ", " IMPRESSION:", " "]
+            header = [f" {self.impression_header}:", " "] if self.impression_header else []
+            lines += [" ", *header]
             lines += _wrap(" ".join(s.text for s in self.impression))
         return "\n".join(lines) + "\n"
 
@@ -546,6 +573,24 @@ def _attach_comparison(text: str, cue: str) -> str:
     return text[:-1] + tail if text.endswith(".") and not text.endswith("CT.") else text
 
 
+def report_kwargs(config: SynthConfig, style: str) -> dict[str, Any]:
+    """The :func:`compose_report` rates of ``config`` for one report ``style``.
+
+    MIMIC-CXR reports take the addendum rate and the layout shares
+    (:func:`~mmcxr.synth.config.mimic_report_layouts`); OpenI reports their own empty-section
+    rates. The generator passes these, so the layout a cohort was written with is the one
+    recorded in its ``synthetic_config.json``.
+    """
+    if style == "mimic":
+        return {"addendum_rate": config.addendum_rate, "layouts": mimic_report_layouts(config)}
+    if style == "openi":
+        return {
+            "no_findings_rate": config.no_findings_section_rate,
+            "no_impression_rate": config.no_impression_section_rate,
+        }
+    raise ValueError(f"style must be 'mimic' or 'openi', got {style!r}")
+
+
 def compose_report(
     study: StudyPlan,
     rng: np.random.Generator,
@@ -554,10 +599,27 @@ def compose_report(
     addendum_rate: float = 0.0,
     no_findings_rate: float = 0.0,
     no_impression_rate: float = 0.0,
+    layouts: Mapping[str, float] | None = None,
 ) -> Report:
-    """Write the report of ``study`` (``style`` "mimic" or "openi")."""
+    """Write the report of ``study`` (``style`` "mimic" or "openi").
+
+    The sections present are drawn either from ``layouts`` (MIMIC-CXR only: the share of
+    each of :data:`~mmcxr.synth.config.MIMIC_LAYOUTS`, e.g. from :func:`report_kwargs`), or
+    else from ``no_findings_rate`` and ``no_impression_rate`` (the latter among reports with
+    FINDINGS). Without FINDINGS, everything the report says goes into the impression (as
+    radiologists write a single-section report). ``addendum_rate`` applies to MIMIC-CXR only.
+    """
     if style not in ("mimic", "openi"):
         raise ValueError(f"style must be 'mimic' or 'openi', got {style!r}")
+    if layouts is not None:
+        if style != "mimic":
+            raise ValueError("layouts are MIMIC-CXR report layouts; OpenI takes the rates")
+        unknown = set(layouts) - set(MIMIC_LAYOUTS)
+        total = sum(layouts.values())
+        if unknown or min(layouts.values(), default=0.0) < 0 or abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                f"layouts must share 1 over {MIMIC_LAYOUTS} (non-negative), got {dict(layouts)}"
+            )
     w = _Words(rng)
     reported = study.reported()
     # every finding a report may call absent (devices are described, never negated)
@@ -691,8 +753,21 @@ def compose_report(
     )
     if style == "openi":
         comparison = "XXXX" if followup else w.pick("None.", "None", "")
-    has_findings = not w.chance(no_findings_rate)
-    has_impression = not w.chance(no_impression_rate) if has_findings else True
+    if layouts is None:  # FINDINGS, then IMPRESSION among the reports with FINDINGS
+        has_findings = not w.chance(no_findings_rate)
+        has_impression = not w.chance(no_impression_rate) if has_findings else True
+        layout = "standard" if has_findings and has_impression else "other"
+    else:
+        names = [k for k in MIMIC_LAYOUTS if layouts.get(k, 0.0) > 0]
+        cum = np.cumsum([layouts[k] for k in names])
+        layout = names[min(int(np.searchsorted(cum, w.rng.random(), side="right")), len(names) - 1)]
+        has_findings = layout in ("standard", "findings_only")
+        has_impression = layout != "findings_only" or not body  # never an empty report
+    header = "IMPRESSION"
+    if layout == "combined":  # the release's spellings, about 2:1 (87 and 47 reports)
+        header = w.pick("FINDINGS AND IMPRESSION", "FINDINGS AND IMPRESSION", "FINDINGS/IMPRESSION")
+    elif layout == "no_sections":
+        header = ""
     if not has_findings:
         # everything said goes into the impression
         impression = [Sentence(s.text, "impression", s.mentions, s.comparison) for s in body] + [
@@ -718,11 +793,16 @@ def compose_report(
         impression=impression if has_impression else None,
         addendum=addendum,
         paragraph_breaks=breaks,
+        impression_header=header,
     )
 
 
 def planned_labels(study: StudyPlan, report: Report) -> dict[str, float]:
-    """What the labeled section asserts per label, from the plan (for tests and the GT table)."""
+    """What the labeled section asserts per label, from the plan (for tests and the GT table).
+
+    The labeled section is the impression (a combined section, or the text under COMPARISON
+    of a report without sections, included), else the findings.
+    """
     section = report.impression if report.impression is not None else report.findings or []
     out: dict[str, float] = {}
     for s in section:
