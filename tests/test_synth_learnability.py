@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmcxr.probes import common_labels, signal_check
 from mmcxr.data import frontal_only, load_mimic_cxr_jpg, read_image
+from mmcxr.probes import common_labels, signal_check
 from mmcxr.synth import generate
 from mmcxr.synth.labels import FINDING_LABELS
 
