@@ -6,8 +6,8 @@ of its parameters and of a fingerprint of the exact cohort table it trained on â
 
     params.json        parameters + data fingerprint (checked on load: a key collision or a
                        hand-edited folder is reported, not silently reused)
-    checkpoint/        fit()'s last.pt / best.pt while training (an interrupted run resumes;
-                       get_or_run deletes it once the result is saved)
+    checkpoint/        fit()'s state-<epoch>/ (accelerate's) and best.pt while training (an
+                       interrupted run resumes; get_or_run deletes it once the result is saved)
     metrics.json       test metrics
     predictions.npz    probs, labels, logits (+ any extra arrays)
     history.csv        the per-epoch training table
@@ -117,7 +117,7 @@ class RunStore:
         return d
 
     def checkpoint_dir(self, name: str, key: str) -> Path:
-        """Where :func:`mmcxr.train.fit` keeps ``last.pt``/``best.pt`` for this run."""
+        """Where :func:`mmcxr.train.fit` keeps its resumable ``state-<epoch>/`` and ``best.pt``."""
         return self.run_dir(name, key) / "checkpoint"
 
     def is_done(self, name: str, key: str) -> bool:

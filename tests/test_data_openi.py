@@ -34,6 +34,7 @@ from mmcxr.data.openi import (
 )
 from mmcxr.data.roots import looks_like, resolve_root
 from mmcxr.synth.cohort import sample_cohort
+from mmcxr.synth.config import SynthConfig
 from mmcxr.synth.labels import OPENI_AUTOMATIC, OPENI_MESH_AGREEMENT, OPENI_NOT_AUTOMATIC
 from mmcxr.synth.write_openi import heading, mesh_agrees, plan_mesh
 
@@ -231,6 +232,8 @@ def test_kaggle_edition_reads_into_the_table(tmp_path):
     assert (df.findings_source == "findings").all()
     assert all(Path(p).parent == root / "images" / "images_normalized" for p in df.path)
     pd.testing.assert_frame_equal(load_openi_kaggle(root, progress=False), df)
+    with pytest.raises(FormatError, match="this is format openi-kaggle"):
+        load_openi(root, edition="xml")
 
 
 def test_kaggle_and_xml_editions_give_the_same_table(tmp_path):
@@ -251,6 +254,17 @@ def test_kaggle_normal_from_problems_when_mesh_is_blank(tmp_path):
     (root / "indiana_reports.csv").write_text(text)
     df = _load(root)
     assert df.normal.tolist() == [True, True, False, False] and df.mesh_major.iloc[0] == "normal"
+
+
+def test_kaggle_words_pandas_would_blank_are_kept(tmp_path):
+    """``None`` and ``NA`` are report text (a COMPARISON of ``None``), not missing cells."""
+    root = build_kaggle_tree(tmp_path / "kaggle")
+    text = (root / "indiana_reports.csv").read_text()
+    text = text.replace(",Preop bariatric surgery.,,", ",NA,None,")
+    (root / "indiana_reports.csv").write_text(text)
+    df = _load(root)
+    assert df.comparison.iloc[2] == "None" and df.indication.iloc[2] == "NA"
+    assert "COMPARISON: None\nINDICATION: NA\n" in df.report.iloc[2]
 
 
 def test_kaggle_bad_input_names_the_file(tmp_path):
@@ -428,6 +442,11 @@ def test_synthetic_mesh_follows_the_real_indexing():
     assert sum(len(m.automatic) for m in abnormal) < 0.7 * sum(len(m.major) for m in abnormal)
     assert sum(bool(m.automatic) for m in abnormal) > 0.3 * len(abnormal)  # sparse, not absent
     assert {heading(t) for m in abnormal for t in m.major} <= set(OPENI_AUTOMATIC)
+    none = plan_mesh(studies, seed=3, agreement_rate=0.0)
+    assert not any(mesh_agrees(m.major, m.automatic) for m in none.values())
+    assert [m.major for m in none.values()] == [m.major for m in mesh.values()]
+    with pytest.raises(ValueError, match="openi_mesh_agreement_rate must be in"):
+        SynthConfig(openi_mesh_agreement_rate=1.5)
 
 
 # --------------------------------------------------------------------------------------------

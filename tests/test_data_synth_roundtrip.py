@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from mmcxr.data import (
     CHESTXRAY14_LABELS,
     CHEXPERT_LABELS,
+    DataWarning,
     ImageCache,
     frontal_only,
     load_chestxray14,
@@ -37,7 +39,7 @@ def cohorts(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("synth")
     return {
         fmt: generate(fmt, base / fmt, n=N, seed=0, image_size=PX, workers=1, progress=False)
-        for fmt in ("mimic-cxr", "mimic-cxr-jpg", "openi", "chestx-ray14")
+        for fmt in ("mimic-cxr", "mimic-cxr-jpg", "openi", "openi-kaggle", "chestx-ray14")
     }
 
 
@@ -86,15 +88,48 @@ def test_dicom_display_matches_jpeg_release(cohorts):
 
 
 @pytest.mark.slow
-def test_openi_reads_back(cohorts):
-    root = cohorts["openi"]
-    df = load_openi(root, progress=False)
+@pytest.mark.parametrize("fmt", ["openi", "openi-kaggle"])
+def test_openi_reads_back(cohorts, fmt):
+    root = cohorts[fmt]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # every image finds its view
+        df = load_openi(root, progress=False)
+    assert df.attrs["edition"] == ("kaggle" if fmt == "openi-kaggle" else "xml")
     gt = _by_key(df, "image_id", load_ground_truth(root))
     assert (df.view == "Frontal").tolist() == gt.frontal.astype(bool).tolist()
     assert df.path.tolist() == [str(root / p) for p in gt.path]
     assert df.groupby("uid").subject_id.nunique().max() == 1
     assert len(frontal_only(df)) == int(gt.frontal.sum())
     assert (df.findings_source == "findings").mean() > 0.7
+    if fmt == "openi":  # both real id forms, the infixed one included
+        infixed = df.image_id.str.contains("_1_IM-")
+        assert infixed.any() and not infixed.all()
+
+
+@pytest.mark.slow
+def test_openi_editions_load_to_the_same_table(cohorts, tmp_path):
+    """The generator's NLM (XML) and Kaggle (CSV) editions of one cohort read back as the same
+    table, joined on the id both share; only the edition's own names and the MeSH automatic
+    indexing (not in the Kaggle edition) differ. The image cache reads both."""
+    xml = load_openi(cohorts["openi"], progress=False).set_index("image_key")
+    kag = load_openi(cohorts["openi-kaggle"], progress=False).set_index("image_key")
+    assert xml.index.tolist() == kag.index.tolist()
+    same = [c for c in xml.columns if c not in ("image_id", "path", "report_path")]
+    same.remove("mesh_automatic")
+    pd.testing.assert_frame_equal(xml[same], kag[same])
+    assert kag.mesh_automatic.isna().all() and xml.mesh_automatic.notna().all()
+    assert (xml.mesh_automatic != "").any() and (xml.mesh_automatic != xml.mesh_major).all()
+    for a, b in zip(xml.path[:4], kag.path[:4], strict=True):
+        np.testing.assert_array_equal(read_image(a), read_image(b))
+    caches = {
+        fmt: ImageCache(
+            prepare(fmt, cohorts[fmt], tmp_path / fmt, size=16, workers=0, progress=False)
+        )
+        for fmt in ("openi", "openi-kaggle")
+    }
+    np.testing.assert_array_equal(
+        caches["openi"].get(list(xml.image_id)), caches["openi-kaggle"].get(list(kag.image_id))
+    )
 
 
 @pytest.mark.slow

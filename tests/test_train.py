@@ -152,6 +152,14 @@ def test_a_checkpoint_write_cut_short_is_ignored(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "state-0002"]
 
 
+def test_a_checkpoint_of_the_old_format_is_not_resumed_silently(tmp_path):
+    torch.save({"state": {"epoch": 1}}, tmp_path / "last.pt")  # what fit wrote before
+    with pytest.warns(RuntimeWarning, match="older mmcxr checkpoint"):
+        h = fit(make_model("text"), ToyDataset(8), None, loss="bce", epochs=1,
+                checkpoint_dir=tmp_path, **FIT)  # fmt: skip
+    assert h.resumed_from_epoch == 0 and h.completed
+
+
 def test_early_stopping_restores_the_best_epoch(tmp_path):
     train = ToyDataset(32, seed=3)
     val = ToyDataset(32, seed=3, flip=True)  # learning the training signal hurts validation

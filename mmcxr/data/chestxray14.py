@@ -181,17 +181,23 @@ def load_chestxray14(
 ) -> pd.DataFrame:
     """One row per image: ids, path, view, the 14 labels as 0/1 columns, split, metadata.
 
+    Reads ``Data_Entry_2017_v2020.csv`` or ``Data_Entry_2017.csv`` (see
+    :func:`data_entry_path`) and finds the images in ``images/`` or ``images_NNN/images/``.
     ``subject_id`` is the integer Patient ID (so patient-level splitting works as for MIMIC);
-    ``split`` is ``train_val``/``test`` from the official lists when present. A ``Finding
-    Labels`` entry outside the 14 names (or "No Finding" combined with a finding) is a
-    :class:`~mmcxr.data.errors.LabelValueError`.
+    ``sex`` comes from ``Patient Gender`` (2017) or ``Patient Sex`` (v2020); ``split`` is
+    ``train_val``/``test`` from the official lists when present. With ``check_images`` each
+    PNG's header and end are checked and its ``height``/``width`` reported (the release's are
+    1024 x 1024, the frame of the box table); otherwise those two columns are NaN. A
+    ``Finding Labels`` entry outside the 14 names (or "No Finding" combined with a finding)
+    is a :class:`~mmcxr.data.errors.LabelValueError`; a listed image that is missing or
+    unreadable is a :class:`~mmcxr.data.errors.DataError` naming the file. With
+    ``on_error="skip"`` such rows are set aside (see :func:`mmcxr.data.skipped_files`) with a
+    warning giving their count.
     """
     r = _cxr14_root(root)
-    entry = r / DATA_ENTRY
+    entry = data_entry_path(r)
     log = SkipLog(on_error, "load_chestxray14")
-    raw = read_table(
-        entry, _REQUIRED, dtype={"Image Index": str, "Finding Labels": str}, what="data entry table"
-    )
+    raw = _read_entry(entry)
     pid = pd.to_numeric(raw["Patient ID"], errors="coerce")
     if pid.isna().any():
         raise SchemaError(
@@ -219,6 +225,7 @@ def load_chestxray14(
                 labels[i, CHESTXRAY14_LABELS.index(t)] = 1.0
     w, h = _split_pair(raw, "OriginalImage[Width")
     sx, sy = _split_pair(raw, "OriginalImagePixelSpacing[x")
+    sex_col = next((c for c in _SEX_COLUMNS if c in raw), None)
     df = pd.DataFrame(
         {
             "subject_id": pid.astype(np.int64),
@@ -230,7 +237,7 @@ def load_chestxray14(
             "age": pd.to_numeric(raw.get("Patient Age"), errors="coerce")
             if "Patient Age" in raw
             else np.nan,
-            "sex": raw["Patient Gender"] if "Patient Gender" in raw else np.nan,
+            "sex": raw[sex_col] if sex_col is not None else np.nan,
             "finding_labels": raw["Finding Labels"],
             "orig_width": w,
             "orig_height": h,
@@ -244,6 +251,7 @@ def load_chestxray14(
     df = df.loc[keep].reset_index(drop=True)
     paths = _image_paths(r, df["image_id"])
     ok = np.ones(len(df), dtype=bool)
+    size = np.full((len(df), 2), np.nan)
     for i, (name, p) in enumerate(
         tqdm(
             list(zip(df["image_id"], paths, strict=True)),
@@ -255,14 +263,17 @@ def load_chestxray14(
         try:
             if p is None:
                 raise MissingFileError(
-                    r / "images" / name, f"image listed in {DATA_ENTRY} not found"
+                    r / "images" / name,
+                    f"image listed in {entry.name} not found (looked in images/ and in every"
+                    " folder under the root, e.g. images_001/images/)",
                 )
             if check_images:
-                check_raster(p)
+                size[i] = check_raster(p)
         except DataError as e:
             log.handle(e)
             ok[i] = False
     df["path"] = [str(p) if p is not None else "" for p in paths]
+    df["height"], df["width"] = size[:, 0], size[:, 1]
     df["split"] = _official_split(r, df["image_id"])
     df = df.loc[ok].reset_index(drop=True)
     first = ["subject_id", "study_id", "image_id", "path", "view", "split"]
@@ -279,10 +290,21 @@ def _official_split(r: Path, names: pd.Series) -> pd.Series:
     return out
 
 
-def load_chestxray14_boxes(root: str | os.PathLike) -> pd.DataFrame:
-    """``BBox_List_2017.csv`` as ``image_id, label, x, y, w, h`` (pixels of the 1024 image)."""
+def load_chestxray14_boxes(root: str | os.PathLike, *, on_error: str = "raise") -> pd.DataFrame:
+    """``BBox_List_2017.csv`` as ``image_id, label, x, y, w, h``.
+
+    ``x, y`` is the top-left corner and ``w, h`` the size, in pixels of the PNG as shipped:
+    the release's images are 1024 x 1024 (:data:`IMAGE_SIDE`), and so are the synthetic
+    cohort's, so the boxes of either are in that frame (``load_chestxray14(...)[["height",
+    "width"]]`` gives the size of each file). ``label`` uses the data entry table's names:
+    the box table's ``Infiltrate`` becomes ``Infiltration`` (:data:`BOX_LABEL_NAMES`), so
+    boxes join the label columns. A label that is still not one of the 14 is a
+    :class:`~mmcxr.data.errors.LabelValueError` naming the file and the row; with
+    ``on_error="skip"`` such rows are set aside with a warning giving their count.
+    """
     r = _cxr14_root(root)
     path = r / BBOX_FILE
+    log = SkipLog(on_error, "load_chestxray14_boxes")
     raw = read_table(path, ["Image Index", "Finding Label"], what="bounding-box table")
     cols = list(raw.columns)
     after = cols[cols.index("Finding Label") + 1 :]
@@ -294,13 +316,27 @@ def load_chestxray14_boxes(root: str | os.PathLike) -> pd.DataFrame:
     if box.isna().any().any():
         i = int(np.flatnonzero(box.isna().any(axis=1).to_numpy())[0])
         raise SchemaError(path, f"non-numeric box for Image Index {raw['Image Index'].iloc[i]}")
-    return pd.DataFrame(
+    names = raw["Image Index"].astype(str).str.strip()
+    spelled = raw["Finding Label"].astype(str).str.strip()
+    label = spelled.replace(BOX_LABEL_NAMES)
+    keep = label.isin(CHESTXRAY14_LABELS).to_numpy()
+    for i in np.flatnonzero(~keep):
+        log.handle(
+            LabelValueError(
+                path,
+                f"row {i + 2} (Image Index {names.iloc[i]}): Finding Label {spelled.iloc[i]!r}"
+                f" is not a ChestX-ray14 label (allowed: {CHESTXRAY14_LABELS}, or"
+                f" {sorted(BOX_LABEL_NAMES)})",
+            )
+        )
+    out = pd.DataFrame(
         {
-            "image_id": raw["Image Index"].astype(str).str.strip(),
-            "label": raw["Finding Label"].astype(str).str.strip(),
+            "image_id": names,
+            "label": label,
             "x": box.iloc[:, 0],
             "y": box.iloc[:, 1],
             "w": box.iloc[:, 2],
             "h": box.iloc[:, 3],
         }
     )
+    return log.attach(out.loc[keep].reset_index(drop=True))

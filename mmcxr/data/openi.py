@@ -57,7 +57,7 @@ from mmcxr.data.errors import (
 )
 from mmcxr.data.images import check_raster
 from mmcxr.data.sections import normalize_text, report_fields
-from mmcxr.data.tables import read_table
+from mmcxr.data.tables import read_table, require_columns
 
 __all__ = [
     "EDITIONS",
@@ -457,6 +457,23 @@ def _load_xml(r: Path, log: SkipLog, check_images: bool, progress: bool, views: 
     return _finish(df, "xml", log)
 
 
+def _read_kaggle_csv(path: Path, required: list[str], what: str) -> pd.DataFrame:
+    """A Kaggle table as text, where only an empty cell is blank.
+
+    pandas' default missing-value words would turn a report's ``None`` or ``NA`` (real
+    COMPARISON texts) into NaN, so they are off here.
+    """
+    if not path.is_file():
+        raise MissingFileError(path, f"{what} not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except Exception as e:  # EmptyDataError, ParserError, UnicodeDecodeError
+        raise SchemaError(path, f"cannot parse {what} ({type(e).__name__}: {e})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    require_columns(df, required, path, what)
+    return df
+
+
 def _kaggle_uid(values: pd.Series, path: Path) -> pd.Series:
     """The Kaggle tables' integer ``uid`` as ``CXR<n>``; anything else is a SchemaError."""
     s = values.fillna("").astype(str).str.strip()
@@ -481,11 +498,8 @@ def _load_kaggle(r: Path, log: SkipLog, check_images: bool, progress: bool, view
         raise FormatError(
             r, f"does not look like the Kaggle OpenI edition: no {KAGGLE_REPORTS_FILE}"
         )
-    reports = read_table(
-        rep_path,
-        ["uid", "MeSH", "Problems", "findings", "impression"],
-        dtype=str,
-        what="Kaggle OpenI report table",
+    reports = _read_kaggle_csv(
+        rep_path, ["uid", "MeSH", "Problems", "findings", "impression"], "Kaggle OpenI report table"
     )
     reports["uid"] = _kaggle_uid(reports["uid"], rep_path)
     twice = reports["uid"].duplicated()
@@ -499,9 +513,7 @@ def _load_kaggle(r: Path, log: SkipLog, check_images: bool, progress: bool, view
                 proj_path, "Kaggle OpenI projection table not found (it lists the images)"
             )
         proj_path = found[0]
-    proj = read_table(
-        proj_path, ["uid", "filename", "projection"], dtype=str, what="projection table"
-    )
+    proj = _read_kaggle_csv(proj_path, ["uid", "filename", "projection"], "projection table")
     proj["uid"] = _kaggle_uid(proj["uid"], proj_path)
     proj["filename"] = proj["filename"].fillna("").astype(str).str.strip()
     twice = proj["filename"].duplicated()
@@ -627,8 +639,12 @@ def _load(
     if ed == "kaggle":
         return _load_kaggle(r, log, check_images, progress, views)
     if not ((r / REPORT_DIR).is_dir() or (r / REPORTS_ARCHIVE).is_file()):
+        kaggle = (r / KAGGLE_REPORTS_FILE).is_file()
         raise FormatError(
-            r, f"does not look like OpenI: no {REPORT_DIR}/ folder or {REPORTS_ARCHIVE}"
+            r,
+            f"does not look like OpenI's NLM edition: no {REPORT_DIR}/ folder or"
+            f" {REPORTS_ARCHIVE}"
+            + (f" ({KAGGLE_REPORTS_FILE} is there: this is format openi-kaggle)" if kaggle else ""),
         )
     return _load_xml(r, log, check_images, progress, views)
 

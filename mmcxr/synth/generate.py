@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
 from mmcxr import atomic
@@ -34,7 +33,6 @@ from mmcxr.synth.writers import (
     ground_truth_rows,
     jpeg_bytes,
     png_bytes,
-    scale_box,
     to_uint8,
     write_config,
     write_ground_truth,
@@ -135,16 +133,8 @@ def render_study(task: _Task) -> tuple[int, dict[str, dict]]:
             atomic.write_bytes(root / rel, jpeg_bytes(to_uint8(image)))
         elif task.fmt in ("openi", "openi-kaggle"):
             atomic.write_bytes(root / rel, png_bytes(to_uint8(image)))
-        else:  # chestx-ray14: square 8-bit PNG, boxes rescaled with the image
-            size = task.image_size
-            sq = Image.fromarray(to_uint8(image), mode="L").resize(
-                (size, size), Image.Resampling.BILINEAR
-            )
-            atomic.write_bytes(root / rel, png_bytes(np.asarray(sq)))
-            sx, sy = size / cols, size / rows
-            info.update(rows=size, columns=size)
-            for key in ("lesion_boxes", "anatomy_boxes"):
-                info[key] = {n: list(scale_box(tuple(b), sx, sy)) for n, b in info[key].items()}
+        else:  # chestx-ray14: the release's 1024 x 1024 PNG, boxes in that frame
+            info.update(write_chestxray14.write_image(root, rel, to_uint8(image), info))
         infos[im.dicom_id] = info
     text = json.dumps(infos, sort_keys=True)
     atomic.write_text(progress, text)
@@ -219,10 +209,11 @@ def generate(
     ``fmt`` is one of ``mimic-cxr``, ``mimic-cxr-jpg``, ``openi``, ``openi-kaggle`` (the same
     OpenI cohort in the Kaggle edition's CSVs and file names), ``chestx-ray14``;
     ``image_size`` is the image height in pixels (width follows MIMIC's 2544/3056 aspect;
-    ChestX-ray14 images are square). Also writes ``synthetic_ground_truth.csv.gz`` and
-    ``synthetic_config.json`` (the config, the arguments and the
-    :func:`~mmcxr.synth.fingerprint.generator_fingerprint`) at the root, and for
-    ``mimic-cxr`` a Chest ImaGenome-style tree under ``chest-imagenome/``. Returns the root.
+    ChestX-ray14 is drawn at that height and written 1024 x 1024, the release's frame).
+    Also writes ``synthetic_ground_truth.csv.gz`` and ``synthetic_config.json`` (the config,
+    the arguments and the :func:`~mmcxr.synth.fingerprint.generator_fingerprint`) at the
+    root, and for ``mimic-cxr`` a Chest ImaGenome-style tree under ``chest-imagenome/``.
+    Returns the root.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
