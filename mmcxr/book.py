@@ -18,7 +18,7 @@ through its ``profile`` parameter, and hides the parameters cells in the execute
 (the chapter opening lists every parameter once, folded).
 
 Usage: ``python -m mmcxr.book {data,execute,scorecard,check,build} [--only SLUG ...]
-[--force] [--profile P] [-p NAME VALUE ...] [--local-only]``.
+[--force] [--profile P] [-p NAME VALUE ...] [--local-only] [--config FILE]``.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ def check_publishable(slugs: list[str] | None = None) -> list[provenance.Assessm
 
 
 LOCAL_ONLY_DIR = "local-only"
-LOCAL_ONLY_MARKER = "LOCAL-ONLY-DO-NOT-PUBLISH.txt"
+LOCAL_ONLY_MARKER = provenance.LOCAL_ONLY_MARKER
 _MARKER_TEXT = """This book was built with --local-only from chapters executed on credentialed data
 (MIMIC-CXR, MIMIC-CXR-JPG or Chest ImaGenome). The data use agreements forbid publishing
 images or report text: keep this folder on the machine that holds the data.
@@ -353,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("NAME", "VALUE"),
         help="override a parameter for execute (a Python literal or a string)",
     )
+    ap.add_argument("--config", help="an alternative _config.yml (jupyter-book build --config)")
     ap.add_argument(
         "--local-only",
         action="store_true",
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{v.path.name}: {v.kind}" + "".join(f"\n  {r}" for r in v.reasons))
         return 1 if any(v.blocked for v in verdicts) else 0
     else:
-        return build(local_only=args.local_only)
+        return build(["--config", args.config] if args.config else None, local_only=args.local_only)
     return 0
 
 

@@ -26,6 +26,10 @@ import nbformat
 from mmcxr import papers
 from mmcxr.names import CONFIG_FILE
 
+#: Written by ``python -m mmcxr.book build --local-only`` beside and inside its HTML tree; a
+#: tree holding it is never published (:mod:`mmcxr.publish` refuses it).
+LOCAL_ONLY_MARKER = "LOCAL-ONLY-DO-NOT-PUBLISH.txt"
+
 #: glue keys of provenance records are this prefix plus a counter (glue keys must be unique)
 GLUE_PREFIX = "mmcxr-provenance-"
 _counter = itertools.count()

@@ -44,9 +44,7 @@ import yaml
 from mmcxr import env, provenance
 
 PAGES_BRANCH = "gh-pages"
-#: written by ``python -m mmcxr.book build --local-only`` beside and inside its HTML tree
-#: (``mmcxr.book.LOCAL_ONLY_MARKER``; tests/test_publish.py keeps the two names equal)
-LOCAL_ONLY_MARKER = "LOCAL-ONLY-DO-NOT-PUBLISH.txt"
+LOCAL_ONLY_MARKER = provenance.LOCAL_ONLY_MARKER
 
 
 class PublishRefused(RuntimeError):

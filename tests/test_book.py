@@ -506,7 +506,7 @@ def test_executor_passes_the_profile_and_hides_the_parameters_cells(repo: Path):
     its profile files), and the executed notebook's parameters cells are removed from the page."""
     _write_pair(
         repo / "notebooks",
-        TINY.replace('output_dir = None', 'output_dir = None\nprofile = "custom"')
+        TINY.replace("output_dir = None", 'output_dir = None\nprofile = "custom"')
         + '\n# %%\nprint("profile:", profile, "seed:", seed)\n',
     )
     out = book.execute("tiny", "smoke")
@@ -538,9 +538,13 @@ def test_exercises_checks_parameters_and_writes_the_command():
     assert "-f params/multimodal-vae/smoke.yaml" in md
     assert "4. Q4?" in md and "exercise-4" not in md
     with pytest.raises(ValueError, match="'sede' is not a parameter of multimodal-vae"):
-        chapter_page.exercises_markdown("multimodal-vae", [chapter_page.Exercise("?", "sede", 1)], params)
+        chapter_page.exercises_markdown(
+            "multimodal-vae", [chapter_page.Exercise("?", "sede", 1)], params
+        )
     with pytest.raises(ValueError, match="profile must be"):
-        chapter_page.exercises_markdown("multimodal-vae", [chapter_page.Exercise("?", profile="book")], params)
+        chapter_page.exercises_markdown(
+            "multimodal-vae", [chapter_page.Exercise("?", profile="book")], params
+        )
 
 
 def test_glue_value_formats_and_converts_numpy(monkeypatch):

@@ -8,6 +8,7 @@ import pytest
 
 from mmcxr.data import (
     CohortFlow,
+    DataWarning,
     binary_cohort,
     frontal_only,
     one_per_patient,
@@ -57,7 +58,8 @@ def test_pa_erect_nonportable(table):
 def test_frontal_only(table):
     assert frontal_only(table).study_id.tolist() == [11, 12, 21, 31, 41, 51, 61, 71, 81, 101]
     openi = pd.DataFrame({"view": ["Frontal", "Lateral", None]})
-    assert len(frontal_only(openi)) == 1
+    with pytest.warns(DataWarning, match="1 of 3"):
+        assert len(frontal_only(openi)) == 1
 
 
 def test_binary_cohort(table):
@@ -156,3 +158,14 @@ def test_patient_split_stratified():
     assert rates.max() - rates.min() < 0.03
     with pytest.raises(ValueError, match="fractions"):
         patient_split(df, (0.5, 0.2, 0.2))
+
+
+def test_frontal_only_says_when_it_drops_images_without_a_view():
+    import warnings
+
+    df = pd.DataFrame({"view": ["PA", "LATERAL", None, "", "Frontal"]})
+    with pytest.warns(DataWarning, match="2 of 5 images have no view"):
+        assert len(frontal_only(df)) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(frontal_only(df.iloc[[0, 1, 4]])) == 2, "known views: no warning"

@@ -179,7 +179,7 @@ def test_local_only_build_is_refused(tmp_path, bare, chapters):
 def test_marker_name_matches_the_builder():
     from mmcxr import book
 
-    assert publish.LOCAL_ONLY_MARKER == book.LOCAL_ONLY_MARKER
+    assert publish.LOCAL_ONLY_MARKER == book.LOCAL_ONLY_MARKER  # one name, in provenance
 
 
 @pytest.mark.parametrize("remote", ["", "   "])

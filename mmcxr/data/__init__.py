@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "load_mimic_cxr_jpg": "mmcxr.data.mimic",
     "read_report": "mmcxr.data.mimic",
     "load_openi": "mmcxr.data.openi",
+    "load_openi_kaggle": "mmcxr.data.openi",
     "parse_openi_xml": "mmcxr.data.openi",
     "load_synth_config": "mmcxr.data.roots",
     "looks_like": "mmcxr.data.roots",
@@ -105,6 +106,7 @@ __all__ = [
     "load_mimic_cxr",
     "load_mimic_cxr_jpg",
     "load_openi",
+    "load_openi_kaggle",
     "load_scene_graph",
     "load_synth_config",
     "looks_like",
@@ -187,7 +189,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         to_uint8,
     )
     from mmcxr.data.mimic import load_mimic_cxr, load_mimic_cxr_jpg, read_report
-    from mmcxr.data.openi import load_openi, parse_openi_xml
+    from mmcxr.data.openi import load_openi, load_openi_kaggle, parse_openi_xml
     from mmcxr.data.roots import load_synth_config, looks_like, resolve_root, tree_listing
     from mmcxr.data.sections import parse_sections, report_fields
     from mmcxr.data.splits import patient_split

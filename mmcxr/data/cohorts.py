@@ -8,11 +8,14 @@ paper's own cohort description.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from mmcxr.data.errors import DataWarning
 
 __all__ = [
     "FRONTAL_VIEWS",
@@ -55,8 +58,20 @@ def select_pa_erect_nonportable(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def frontal_only(df: pd.DataFrame) -> pd.DataFrame:
-    """Frontal images (PA or AP, or OpenI's "Frontal"); laterals and unknown views dropped."""
+    """Frontal images (PA or AP, or OpenI's "Frontal"); laterals and unknown views dropped.
+
+    An image whose view is not known at all is not a lateral: dropping it is said, with a
+    count (a warning), so that a loader's failed view join cannot empty a cohort unseen.
+    """
     _require(df, ["view"], "frontal_only")
+    unknown = df["view"].isna() | (df["view"].astype(str).str.strip() == "")
+    if unknown.any():
+        warnings.warn(
+            f"frontal_only: {int(unknown.sum())} of {len(df)} images have no view and are "
+            "dropped with the laterals",
+            DataWarning,
+            stacklevel=2,
+        )
     return df.loc[_upper(df["view"]).isin(FRONTAL_VIEWS)].copy()
 
 
