@@ -341,35 +341,64 @@ def build_openi_tree(root: Path, n: int = 4) -> pd.DataFrame:
     return pd.DataFrame(truth)
 
 
-def build_cxr14_tree(root: Path) -> pd.DataFrame:
-    """A tiny ChestX-ray14 tree with the release's split-column header quirk."""
-    (root / "images").mkdir(parents=True, exist_ok=True)
+def build_cxr14_tree(
+    root: Path,
+    *,
+    entry: str = "Data_Entry_2017.csv",
+    layout: str = "nih",
+    side: int = 1024,
+) -> pd.DataFrame:
+    """A tiny ChestX-ray14 tree as the release ships it; returns the planted truth.
+
+    ``entry``: ``Data_Entry_2017.csv`` (header ``Patient Gender`` and a trailing comma on
+    every line, the split-column quirk) or ``Data_Entry_2017_v2020.csv`` (NIH's table since
+    2020: ``Patient Sex``, no trailing comma). ``layout``: ``nih`` puts the PNGs in
+    ``images/``, ``kaggle`` spreads them over ``images_001/images/`` and
+    ``images_002/images/``. Images are ``side`` x ``side`` 8-bit PNGs (the release's 1024),
+    and the box table gives 1024-frame boxes, one of them labelled ``Infiltrate`` as the
+    release spells it.
+    """
     entries = [
         ("00000001_000.png", "Cardiomegaly", 0, 1, "PA"),
         ("00000001_001.png", "Cardiomegaly|Emphysema", 1, 1, "PA"),
         ("00000002_000.png", "No Finding", 0, 2, "AP"),
-        ("00000003_000.png", "Effusion|Pleural_Thickening", 0, 3, "PA"),
+        ("00000003_000.png", "Effusion|Infiltration|Pleural_Thickening", 0, 3, "PA"),
     ]
+    v2020 = entry.endswith("_v2020.csv")
+    end = "" if v2020 else ","
     header = (
-        "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
-        "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],\n"
+        "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,"
+        f"{'Patient Sex' if v2020 else 'Patient Gender'},"
+        f"View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]{end}\n"
     )
     lines = [header]
-    for name, labels, fu, pid, view in entries:
-        lines.append(f"{name},{labels},{fu},{pid},{50 + pid},M,{view},2500,2048,0.143,0.143,\n")
-        img = planted_image(32, 32, seed=pid * 10 + fu)
-        Image.fromarray(np.rint(img * 255).astype(np.uint8)).save(root / "images" / name)
-    (root / "Data_Entry_2017.csv").write_text("".join(lines))
+    paths = []
+    for k, (name, labels, fu, pid, view) in enumerate(entries):
+        lines.append(
+            f"{name},{labels},{fu},{pid},{50 + pid},{'MF'[pid % 2]},{view},2500,2048,"
+            f"0.143,0.143{end}\n"
+        )
+        folder = root / "images" if layout == "nih" else root / f"images_00{1 + k // 2}" / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        img = planted_image(side, side, seed=pid * 10 + fu)
+        Image.fromarray(np.rint(img * 255).astype(np.uint8)).save(folder / name)
+        paths.append(str((folder / name).resolve()))
+    (root / entry).write_text("".join(lines))
     (root / "BBox_List_2017.csv").write_text(
-        "Image Index,Finding Label,Bbox [x,y,w,h],,,,,\n"
-        "00000001_000.png,Cardiomegaly,225.08,547.02,86.75,79.19,,,\n"
-        "00000003_000.png,Effusion,10,20,30,40,,,\n"
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
+        "00000001_000.png,Cardiomegaly,225.084745762712,547.019216763771,"
+        "86.7796610169491,79.1864406779661\n"
+        "00000003_000.png,Effusion,610.5,420.25,300,388.0\n"
+        "00000003_000.png,Infiltrate,140,300.75,250.5,310\n"
     )
     (root / "train_val_list.txt").write_text(
         "00000001_000.png\n00000001_001.png\n00000002_000.png\n"
     )
     (root / "test_list.txt").write_text("00000003_000.png\n")
-    return pd.DataFrame(entries, columns=["image_id", "labels", "follow_up", "subject_id", "view"])
+    truth = pd.DataFrame(entries, columns=["image_id", "labels", "follow_up", "subject_id", "view"])
+    truth["sex"] = ["MF"[pid % 2] for pid in truth.subject_id]
+    truth["path"] = paths
+    return truth
 
 
 def build_imagenome_tree(root: Path, dicom_ids: list[str]) -> None:

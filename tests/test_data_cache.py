@@ -18,6 +18,7 @@ from mmcxr.data import (
     DataWarning,
     ImageCache,
     ImageDecodeError,
+    MissingFileError,
     MultimodalDataset,
     finalize,
     image_table,
@@ -292,3 +293,125 @@ def test_undecodable_image_stops_prepare_naming_it(tmp_path, mimic_tree):
                 progress=False,
             )
     assert pickle.loads(pickle.dumps(ImageDecodeError(bad, "x"))).path == bad
+
+
+# ---------------------------------------------------------------------------- on_error="skip"
+
+
+def _break(truth, k_truncate: int, k_delete: int | None = None) -> tuple[str, str | None]:
+    cut = truth.path.iloc[k_truncate]
+    with open(cut, "r+b") as f:  # keep the header, lose the pixel data
+        f.truncate(os.path.getsize(cut) - 700)
+    gone = None if k_delete is None else truth.path.iloc[k_delete]
+    if gone is not None:
+        os.unlink(gone)
+    return cut, gone
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_skip_records_unreadable_images_and_builds_the_rest(tmp_path, mimic_tree, workers):
+    root, truth = mimic_tree
+    cut, gone = _break(truth, 4, 7)
+    with pytest.raises(MissingFileError, match=os.path.basename(gone)):  # raise: the first
+        prepare("mimic-cxr", root, tmp_path / "r", size=SIZE, workers=workers, progress=False)
+    d = tmp_path / "c"
+    with pytest.warns(DataWarning, match=r"left out 2 unreadable image\(s\) of 12"):
+        prepare(
+            "mimic-cxr",
+            root,
+            d,
+            size=SIZE,
+            workers=workers,
+            chunk_size=3,
+            on_error="skip",
+            progress=False,
+        )
+    man = json.loads((d / "manifest.json").read_text())
+    assert man["complete"] and man["n"] == 12
+    reasons = {s["path"]: s["reason"] for s in man["skipped"]}
+    assert set(reasons) == {cut, gone}
+    assert reasons[gone].startswith("MissingFileError: image file not found")
+    assert reasons[cut].startswith("ImageDecodeError:") and "pixel data" in reasons[cut]
+    cache = ImageCache(d)
+    assert sorted(cache.skipped.path) == sorted([cut, gone])
+    bad = truth.dicom_id[truth.path.isin([cut, gone])].tolist()
+    good = truth.dicom_id[~truth.path.isin([cut, gone])].tolist()
+    assert not any(k in cache for k in bad) and all(k in cache for k in good)
+    with pytest.raises(KeyError, match="left out of the image cache .*pixel data"):
+        cache.get([good[0], bad[truth.path[truth.dicom_id.isin(bad)].tolist().index(cut)]])
+    ok = truth[truth.dicom_id.isin(good)]
+    np.testing.assert_array_equal(cache.get(good), _expected(ok))
+    assert (cache.index.skipped != "").sum() == 2
+    assert cache.stale().empty  # a file missing then and now is not "changed"
+
+
+def test_raise_mode_refuses_a_cache_with_holes(tmp_path, mimic_tree):
+    root, truth = mimic_tree
+    cut, _ = _break(truth, 2)
+    d = tmp_path / "c"
+    with pytest.warns(DataWarning, match="left out 1"):
+        prepare("mimic-cxr", root, d, size=SIZE, workers=0, on_error="skip", progress=False)
+    with pytest.raises(CacheError, match=rf"on_error='skip' and left out 1 .*first: {cut}"):
+        prepare("mimic-cxr", root, d, size=SIZE, workers=0, progress=False)
+    with pytest.warns(DataWarning, match="left out 1"):  # skip mode reuses it as it is
+        prepare("mimic-cxr", root, d, size=SIZE, workers=0, on_error="skip", progress=False)
+    # a chapter's overwrite="stale" rebuilds it in raise mode, which names the bad file
+    with pytest.warns(DataWarning, match="rebuilding the image cache"):
+        with pytest.raises(ImageDecodeError, match=os.path.basename(cut)):
+            prepare("mimic-cxr", root, d, size=SIZE, workers=0, overwrite="stale", progress=False)
+    with pytest.raises(ValueError, match="on_error must be one of"):
+        prepare("mimic-cxr", root, d, size=SIZE, workers=0, on_error="ignore", progress=False)
+
+
+def test_skip_record_survives_an_interruption(tmp_path, mimic_tree, monkeypatch):
+    root, truth = mimic_tree
+    cut, _ = _break(truth, 1)
+    real = cache_mod.decode_image
+    calls = []
+
+    def dies_after_6(path, size):
+        if len(calls) == 6:
+            raise KeyboardInterrupt  # killed after the chunk holding the bad image was done
+        calls.append(path)
+        return real(path, size)
+
+    monkeypatch.setattr(cache_mod, "decode_image", dies_after_6)
+    d = tmp_path / "c"
+    kw = dict(size=SIZE, workers=0, chunk_size=2, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        prepare("mimic-cxr", root, d, on_error="skip", **kw)
+    record = json.loads((d / "progress" / "skipped-0-of-1.json").read_text())
+    assert list(record) == ["1"] and record["1"].startswith("ImageDecodeError:")
+    with pytest.raises(CacheError, match=f"left out 1 .*first: {cut}"):  # raise mode refuses
+        prepare("mimic-cxr", root, d, **kw)
+    monkeypatch.setattr(cache_mod, "decode_image", lambda p, n: (calls.append(p), real(p, n))[1])
+    calls.clear()
+    with pytest.warns(DataWarning, match="left out 1"):
+        prepare("mimic-cxr", root, d, on_error="skip", **kw)
+    assert cut not in calls and len(calls) == 12 - 6  # the bad image was not retried
+    assert ImageCache(d).skipped.path.tolist() == [cut]
+
+
+def test_skip_on_a_handbuilt_chestxray14_release(tmp_path, cxr14_tree):
+    """The real layout: a truncated PNG and one never downloaded, both listed in the table."""
+    root, truth = cxr14_tree
+    cut, gone = truth.path.iloc[1], truth.path.iloc[3]
+    data = open(cut, "rb").read()
+    open(cut, "wb").write(data[: len(data) // 2])
+    os.unlink(gone)
+    with pytest.raises(MissingFileError, match=r"images/00000003_000\.png: image file not found"):
+        prepare("chestx-ray14", root, tmp_path / "r", size=SIZE, workers=0, progress=False)
+    with pytest.warns(DataWarning, match="left out 2"):
+        d = prepare(
+            "chestx-ray14",
+            root,
+            tmp_path / "c",
+            size=SIZE,
+            workers=0,
+            on_error="skip",
+            progress=False,
+        )
+    cache = ImageCache(d)
+    assert cache.skipped.key.tolist() == ["00000001_001.png", "00000003_000.png"]
+    assert cache.skipped.path.tolist() == [cut, gone]
+    assert "00000001_000.png" in cache and "00000003_000.png" not in cache

@@ -251,10 +251,10 @@ def test_chestxray14_header_quirk_labels_split(cxr14_tree):
     assert boxes.iloc[0].tolist() == [
         "00000001_000.png",
         "Cardiomegaly",
-        225.08,
-        547.02,
-        86.75,
-        79.19,
+        225.084745762712,
+        547.019216763771,
+        86.7796610169491,
+        79.1864406779661,
     ]
 
 

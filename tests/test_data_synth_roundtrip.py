@@ -67,8 +67,11 @@ def test_mimic_reads_back_ground_truth(cohorts, fmt):
     )
     assert set(df.split) <= {"train", "validate", "test"}
     assert df.groupby("subject_id").split.nunique().max() == 1
-    assert (df.findings_source == "findings").mean() > 0.7
-    assert (df.impression_source != "missing").all() and df.impression.str.len().gt(0).all()
+    # real section statistics: about a third of reports have no FINDINGS, some no IMPRESSION
+    assert (df.findings_source == "findings").mean() > 0.4
+    no_impr = df.impression_source == "missing"
+    assert (df.findings_source[no_impr] == "findings").all()
+    assert (df.findings.str.len() + df.impression.str.len()).gt(0).all()
 
 
 @pytest.mark.slow

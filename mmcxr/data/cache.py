@@ -8,9 +8,12 @@ Layout of a cache folder::
 
     images.u8       n x size x size uint8, row r = index row r (letterboxed, see images.py)
     shapes.i32      n x 2 int32, each source image's native (height, width)
-    index.csv       key, path, src_size, src_mtime_ns, row (+ height, width, sha256 when done)
-    manifest.json   format, size, n, dtype, layout, keys digest, complete, sha256 of images.u8
-    progress/done-<i>-of-<n>.bits   packed done-bitmap of shard i (atomically replaced)
+    index.csv       key, path, src_size, src_mtime_ns, row (+ height, width, sha256, skipped
+                    when done)
+    manifest.json   format, size, n, dtype, layout, keys digest, complete, sha256 of images.u8,
+                    skipped (key, path, reason of each image left out; see on_error)
+    progress/done-<i>-of-<n>.bits      packed done-bitmap of shard i (atomically replaced)
+    progress/skipped-<i>-of-<n>.json   {row: reason} of the images shard i left out
 
 Workers write their rows of ``images.u8`` in place; the parent marks a chunk done only after
 the workers flushed it, so an interruption loses at most the chunks in flight. Each shard of a
@@ -18,6 +21,13 @@ job array (``shard=(i, n)``: rows r with r % n == i) keeps its own bitmap, so co
 shards never write the same file; whichever call sees every row done writes the checksums
 and the final manifest (:func:`finalize`). Files are created with a no-replace hard link, so
 two shards starting at once agree on one array.
+
+An unreadable image (missing, truncated, undecodable) stops ``prepare`` with an error naming
+the file (``on_error="raise"``, the default), or with ``on_error="skip"`` is left out: its row
+stays black, its reason is recorded before its chunk counts as done (so a resumed build keeps
+it), and the finished manifest lists every such image. :class:`ImageCache` then treats those
+keys as absent (``key in cache`` is False; asking for one is a ``KeyError`` with the reason),
+so a left-out image can never be read as a black film.
 
 This is hand-written because no library in the stack does resumable, sharded, checksummed
 image caching; MONAI's PersistentDataset/CacheDataset cache per-item tensors (one file per
@@ -42,7 +52,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mmcxr import atomic
-from mmcxr.data.errors import CacheError, DataWarning, MissingFileError, SchemaError
+from mmcxr.data.errors import CacheError, DataError, DataWarning, MissingFileError, SchemaError
 from mmcxr.data.images import SquareGeometry, decode_image, square_geometry, to_uint8
 
 __all__ = [
@@ -60,6 +70,9 @@ SHAPES_FILE = "shapes.i32"
 INDEX_FILE = "index.csv"
 MANIFEST_FILE = "manifest.json"
 PROGRESS_DIR = "progress"
+ON_ERROR = ("raise", "skip")
+#: ``src_size``/``src_mtime_ns`` of an image that was missing when the index was made.
+_MISSING = -1
 LAYOUT = "letterbox-lanczos-pad0"
 _VERSION = 1
 
@@ -122,7 +135,12 @@ def _key_column(table: pd.DataFrame) -> str:
     )
 
 
-def _cache_index(table: pd.DataFrame) -> pd.DataFrame:
+def _cache_index(table: pd.DataFrame, on_error: str = "raise") -> pd.DataFrame:
+    """The cache's index of ``table``: keys, paths and each source's size and mtime.
+
+    A missing file is an error naming it, or with ``on_error="skip"`` gets size and mtime
+    ``-1`` (so it counts as changed once it appears) and is recorded when its row is built.
+    """
     if "path" not in table.columns:
         raise SchemaError("<table>", f"table= needs a 'path' column; it has {list(table.columns)}")
     keys = table[_key_column(table)].astype(str).to_numpy()
@@ -137,6 +155,10 @@ def _cache_index(table: pd.DataFrame) -> pd.DataFrame:
         try:
             st = os.stat(p)
         except FileNotFoundError:
+            if on_error == "skip":
+                size.append(_MISSING)
+                mtime.append(_MISSING)
+                continue
             raise MissingFileError(
                 p, "image file not found (listed in the table to cache)"
             ) from None
@@ -193,21 +215,73 @@ def _done_union(d: Path, n: int) -> np.ndarray:
     return done
 
 
+def _skipped_path(d: Path, shard: tuple[int, int]) -> Path:
+    return d / PROGRESS_DIR / f"skipped-{shard[0]}-of-{shard[1]}.json"
+
+
+def _load_skipped(path: Path) -> dict[int, str]:
+    """``{row: reason}`` from one shard's record (empty if it has none)."""
+    if not path.is_file():
+        return {}
+    try:
+        return {int(r): str(why) for r, why in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError) as e:
+        raise CacheError(path, f"corrupt record of skipped images ({e})") from None
+
+
+def _skipped_union(d: Path) -> dict[int, str]:
+    """Every shard's skipped rows: ``{row: reason}``, in row order."""
+    out: dict[int, str] = {}
+    for p in sorted((d / PROGRESS_DIR).glob("skipped-*.json")):
+        out.update(_load_skipped(p))
+    return dict(sorted(out.items()))
+
+
+def _recorded_skips(d: Path) -> list[dict[str, Any]]:
+    """The images a cache left out: the finished manifest's list, else the shards' records."""
+    man = _read_manifest(d) if (d / MANIFEST_FILE).exists() else {}
+    if man.get("complete"):
+        return list(man.get("skipped", []))
+    skipped = _skipped_union(d) if (d / PROGRESS_DIR).is_dir() else {}
+    if not skipped:
+        return []
+    index = _read_index(d)
+    return [
+        {"key": index["key"].iloc[r], "path": index["path"].iloc[r], "reason": why}
+        for r, why in skipped.items()
+    ]
+
+
 # ---------------------------------------------------------------------------- workers
-def _process_chunk(args: tuple[str, int, int, list[int], list[str]]) -> list[int]:
-    """Decode, letterbox and write a chunk of rows into the shared memmaps, then flush."""
-    cache_dir, n, size, rows, paths = args
+def _process_chunk(
+    args: tuple[str, int, int, list[int], list[str], str],
+) -> tuple[list[int], dict[int, str]]:
+    """Decode, letterbox and write a chunk of rows into the shared memmaps, then flush.
+
+    Returns the rows and ``{row: reason}`` of those left out (``on_error="skip"``: black
+    row, shape 0 x 0); with ``"raise"`` the first unreadable image's error propagates.
+    """
+    cache_dir, n, size, rows, paths, on_error = args
     d = Path(cache_dir)
     images = np.memmap(d / ARRAY_FILE, dtype=np.uint8, mode="r+", shape=(n, size, size))
     shapes = np.memmap(d / SHAPES_FILE, dtype=np.int32, mode="r+", shape=(n, 2))
+    skipped: dict[int, str] = {}
     for row, path in zip(rows, paths, strict=True):
-        img, hw = decode_image(path, size)
+        try:
+            img, hw = decode_image(path, size)
+        except DataError as e:
+            if on_error != "skip":
+                raise
+            skipped[row] = f"{type(e).__name__}: {e.problem}"
+            images[row] = 0
+            shapes[row] = (0, 0)
+            continue
         images[row] = to_uint8(img)
         shapes[row] = hw
     images.flush()
     shapes.flush()
     del images, shapes
-    return rows
+    return rows, skipped
 
 
 # ---------------------------------------------------------------------------- prepare
@@ -223,6 +297,7 @@ def prepare(
     chunk_size: int = 16,
     overwrite: bool | str = False,
     progress: bool = True,
+    on_error: str = "raise",
 ) -> Path:
     """Build (or resume, or add a shard to) the image cache of a release or a cohort.
 
@@ -235,9 +310,18 @@ def prepare(
     not combine with shards running elsewhere). ``overwrite="stale"`` keeps a cache that is
     still valid and rebuilds, with a warning, one that is not: what a re-executed chapter
     wants after its cohort was regenerated.
+
+    ``on_error="raise"`` (default) stops at the first missing or unreadable image with a
+    :class:`~mmcxr.data.errors.DataError` naming it; ``"skip"`` leaves such images out,
+    records each with its reason in ``manifest.json`` (``"skipped"``; also
+    ``ImageCache(...).skipped``) and builds the rest, warning with their count. A cache that
+    left images out is refused in ``"raise"`` mode (a :class:`CacheError` naming the first),
+    so that a default call never silently gets a cache with holes.
     """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     if overwrite == "stale":
-        kwargs = dict(chunk_size=chunk_size, progress=progress)
+        kwargs = dict(chunk_size=chunk_size, progress=progress, on_error=on_error)
         try:
             return prepare(fmt, data_root, cache_dir, size, workers, shard, table, **kwargs)
         except CacheError as err:
@@ -261,7 +345,7 @@ def prepare(
         shutil.rmtree(d / PROGRESS_DIR, ignore_errors=True)
     if table is None:
         table = image_table(fmt, data_root)
-    index = _cache_index(table)
+    index = _cache_index(table, on_error)
     n = len(index)
     if n == 0:
         raise SchemaError("<table>", "no images to cache")
@@ -276,12 +360,16 @@ def prepare(
     }
     _initialise(d, index, spec)
     _check_not_stale(d, index)
+    if on_error == "raise":
+        _refuse_holes(d)
 
     done = _done_union(d, n)
     mine = np.arange(shard[0], n, shard[1])
     todo = mine[~done[mine]]
     bits_path = _progress_path(d, shard)
     my_bits = _load_bits(bits_path, n) if bits_path.exists() else np.zeros(n, dtype=bool)
+    skip_path = _skipped_path(d, shard)
+    my_skipped = _load_skipped(skip_path)
     if len(todo):
         paths = index["path"].to_numpy()
         chunks = [
@@ -291,6 +379,7 @@ def prepare(
                 int(size),
                 [int(r) for r in todo[i : i + chunk_size]],
                 [str(paths[r]) for r in todo[i : i + chunk_size]],
+                on_error,
             )
             for i in range(0, len(todo), chunk_size)
         ]
@@ -302,25 +391,60 @@ def prepare(
             disable=not progress,
         )
         try:
+            record = (my_bits, bits_path, my_skipped, skip_path)
             if n_workers <= 1 or len(chunks) == 1:
-                results: Iterable[list[int]] = map(_process_chunk, chunks)
-                _collect(results, my_bits, bits_path, bar)
+                results: Iterable[tuple[list[int], dict[int, str]]] = map(_process_chunk, chunks)
+                _collect(results, *record, bar)
             else:
                 ctx = mp.get_context("spawn")  # safe next to torch/OpenMP threads in notebooks
                 with ctx.Pool(min(n_workers, len(chunks))) as pool:
-                    _collect(pool.imap_unordered(_process_chunk, chunks), my_bits, bits_path, bar)
+                    _collect(pool.imap_unordered(_process_chunk, chunks), *record, bar)
         finally:
             bar.close()
     if not _read_manifest(d).get("complete") and _done_union(d, n).all():
         finalize(d, progress=progress)
+    holes = _recorded_skips(d)
+    if holes:
+        first = holes[0]
+        warnings.warn(
+            f"prepare {fmt}: left out {len(holes)} unreadable image(s) of {n}, recorded in"
+            f" {d / MANIFEST_FILE} (first: {first['path']}: {first['reason']})",
+            DataWarning,
+            stacklevel=2,
+        )
     return d
 
 
-def _collect(results: Iterable[list[int]], bits: np.ndarray, bits_path: Path, bar) -> None:
-    for rows in results:
+def _collect(
+    results: Iterable[tuple[list[int], dict[int, str]]],
+    bits: np.ndarray,
+    bits_path: Path,
+    skipped: dict[int, str],
+    skip_path: Path,
+    bar,
+) -> None:
+    """Mark finished chunks done; a chunk's skipped rows are recorded before its done bits."""
+    for rows, left_out in results:
+        if left_out:
+            skipped.update(left_out)
+            text = json.dumps({str(r): why for r, why in sorted(skipped.items())}, indent=1)
+            atomic.write_bytes(skip_path, text.encode(), fsync=True)
         bits[rows] = True
         atomic.write_bytes(bits_path, np.packbits(bits).tobytes(), fsync=True)
         bar.update(len(rows))
+
+
+def _refuse_holes(d: Path) -> None:
+    """In ``on_error="raise"`` mode, a cache that left images out is an error naming one."""
+    holes = _recorded_skips(d)
+    if holes:
+        first = holes[0]
+        raise CacheError(
+            d,
+            f"was built with on_error='skip' and left out {len(holes)} unreadable image(s)"
+            f" (first: {first['path']}: {first['reason']}); pass on_error='skip' to use it as"
+            " it is, or fix the files and rebuild (overwrite=True)",
+        )
 
 
 def _initialise(d: Path, index: pd.DataFrame, spec: dict[str, Any]) -> None:
@@ -411,8 +535,18 @@ def finalize(cache_dir: str | os.PathLike, *, progress: bool = True) -> Path:
     del images
     index = _read_index(d)
     index["height"], index["width"], index["sha256"] = shapes[:, 0], shapes[:, 1], row_sha
+    skipped = _skipped_union(d)
+    index["skipped"] = [skipped.get(r, "") for r in range(n)]
     atomic.write_bytes(d / INDEX_FILE, index.to_csv(index=False).encode(), fsync=True)
-    man.update(complete=True, completed_rows=n, sha256=_sha256_file(d / ARRAY_FILE))
+    man.update(
+        complete=True,
+        completed_rows=n,
+        sha256=_sha256_file(d / ARRAY_FILE),
+        skipped=[
+            {"key": index["key"].iloc[r], "path": index["path"].iloc[r], "reason": why}
+            for r, why in skipped.items()
+        ],
+    )
     atomic.write_bytes(
         d / MANIFEST_FILE, json.dumps(man, indent=2, sort_keys=True).encode(), fsync=True
     )
@@ -426,6 +560,10 @@ class ImageCache:
     ``verify="full"`` (default) hashes ``images.u8`` once on opening and compares it with the
     manifest (about a second per GB); ``"rows"`` checks each row's SHA-256 as it is read;
     ``"none"`` trusts the files. Any mismatch is a :class:`CacheError`.
+
+    Images that ``prepare(on_error="skip")`` left out are listed in :attr:`skipped` (key,
+    path, reason) and are not in the cache: ``key in cache`` is False and asking for one is
+    a ``KeyError`` giving the reason (``len(cache)`` still counts their rows).
     """
 
     def __init__(self, cache_dir: str | os.PathLike, verify: str = "full") -> None:
@@ -466,7 +604,13 @@ class ImageCache:
             )
         self.verify = verify
         self.index = index
-        self._rows = pd.Series(index["row"].to_numpy(), index=index["key"].to_numpy())
+        #: The images prepare left out (``on_error="skip"``): key, path, reason.
+        self.skipped = pd.DataFrame(man.get("skipped", []), columns=["key", "path", "reason"])
+        self._skipped = dict(zip(self.skipped["key"], self.skipped["reason"], strict=True))
+        usable = ~index["key"].isin(self._skipped).to_numpy()
+        self._rows = pd.Series(
+            index["row"].to_numpy()[usable], index=index["key"].to_numpy()[usable]
+        )
         self._images = np.memmap(arr, dtype=np.uint8, mode="r", shape=(n, size, size))
 
     def __getstate__(self) -> dict[str, Any]:
@@ -491,7 +635,7 @@ class ImageCache:
         try:
             return int(self._rows[str(key)])
         except KeyError:
-            raise KeyError(f"{key!r} is not in the image cache at {self.cache_dir}") from None
+            raise KeyError(self._missing_message(str(key))) from None
 
     def rows(self, keys: Sequence[str]) -> np.ndarray:
         """Array rows of many keys (KeyError names the first missing one)."""
@@ -500,10 +644,18 @@ class ImageCache:
         if found.isna().any():
             missing = keys[int(np.flatnonzero(found.isna().to_numpy())[0])]
             raise KeyError(
-                f"{missing!r} is not in the image cache at {self.cache_dir} "
-                f"({int(found.isna().sum())} keys missing)"
+                f"{self._missing_message(missing)} ({int(found.isna().sum())} keys missing)"
             )
         return found.to_numpy(dtype=np.int64)
+
+    def _missing_message(self, key: str) -> str:
+        if key in self._skipped:
+            return (
+                f"{key!r} was left out of the image cache at {self.cache_dir} when it was"
+                f" prepared with on_error='skip' ({self._skipped[key]}); drop it from the"
+                " cohort (``key in cache`` is False for it)"
+            )
+        return f"{key!r} is not in the image cache at {self.cache_dir}"
 
     def get(self, keys: str | Sequence[str]) -> np.ndarray:
         """Images of ``keys`` as a new ``(N, size, size)`` uint8 array (a str is one key)."""
@@ -530,7 +682,11 @@ class ImageCache:
         return square_geometry(int(r["height"]), int(r["width"]), self.size)
 
     def stale(self) -> pd.DataFrame:
-        """Index rows whose source file is now missing or differs in size/mtime."""
+        """Index rows whose source file is now missing or differs in size/mtime.
+
+        An image that was already missing when the cache was prepared (and so left out,
+        ``on_error="skip"``) is stale once it appears, not while it stays missing.
+        """
         bad = []
         for r in self.index.itertuples():
             try:
@@ -538,7 +694,8 @@ class ImageCache:
                 if st.st_size != r.src_size or st.st_mtime_ns != r.src_mtime_ns:
                     bad.append(r.Index)
             except FileNotFoundError:
-                bad.append(r.Index)
+                if r.src_size != _MISSING:
+                    bad.append(r.Index)
         return self.index.loc[bad]
 
     def __repr__(self) -> str:

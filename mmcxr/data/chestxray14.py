@@ -6,7 +6,7 @@ downloaded:
 - the table is ``Data_Entry_2017.csv`` (the 2017 release, and Kaggle's copy) or
   ``Data_Entry_2017_v2020.csv`` (what NIH ships since 2020; its header says ``Patient Sex``
   where the 2017 one says ``Patient Gender``). When both are present the v2020 table is read,
-  with a warning, since it is NIH's corrected version;
+  with a warning, since it is the one NIH ships now;
 - the images sit in ``images/`` (NIH's twelve ``images_NNN.tar.gz`` unpack there) or in
   ``images_001/images/`` ... ``images_012/images/`` (the Kaggle layout);
 - the box table spells one label ``Infiltrate`` where the data entry table says
@@ -90,7 +90,7 @@ def data_entry_path(root: str | os.PathLike) -> Path:
     if new.is_file() and old.is_file():
         warnings.warn(
             f"{r}: has both {DATA_ENTRY_V2020} and {DATA_ENTRY}; reading {DATA_ENTRY_V2020}"
-            " (NIH's corrected table)",
+            " (the table NIH ships now)",
             DataWarning,
             stacklevel=3,
         )

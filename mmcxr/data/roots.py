@@ -49,7 +49,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "mimic-cxr-jpg": ("mimic-cxr-2.0.0-metadata.csv.gz",),
     "openi": ("ecgen-radiology", "NLMCXR_reports.tgz"),
     "openi-kaggle": ("indiana_reports.csv",),
-    "chestx-ray14": ("Data_Entry_2017.csv",),
+    "chestx-ray14": ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"),
 }
 
 

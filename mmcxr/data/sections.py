@@ -27,7 +27,7 @@ were read from, so :func:`parse_sections` follows that parser's behaviour rule b
 5. **Repeats.** When a name occurs twice (an addendum repeating IMPRESSION) the *last*
    (non-empty, by rule 4) occurrence wins.
 6. **Last paragraph, only when neither section exists.** A report with neither a FINDINGS
-   nor an IMPRESSION section (radiologists often write a short report on under COMPARISON)
+   nor an IMPRESSION section (a short report whose text follows COMPARISON without a header)
    gets a ``last_paragraph`` section: the text of its last section after that section's first
    paragraph, and the last section keeps only its first paragraph. A report with either
    section never gets one, so a findings-only report has no impression.

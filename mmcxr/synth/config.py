@@ -84,6 +84,16 @@ class SynthConfig:
     #: (a drawn finding left unreported, or an undrawn one reported); 0 = off.
     label_noise_rate: float = 0.03
 
+    # --- image difficulty (conspicuity; mmcxr.synth.phantom.Conspicuity) --------------------
+    #: 0 (the phantom as drawn) .. 1 (hardest): how hard findings are to see on the film.
+    #: Lowers each finding's contrast and drawn size (never the severity, label or box
+    #: recorded in the ground truth) and overlays every frontal film, normal ones too, with
+    #: lung texture that mimics patchy opacity. Calibrated per chapter (mmcxr.calibration).
+    image_difficulty: float = 0.0
+    #: per-label overrides of ``image_difficulty`` for contrast and size (CheXpert label ->
+    #: value in [0, 1]); the texture overlay is film-wide and follows ``image_difficulty``.
+    image_difficulty_by_label: dict[str, float] = field(default_factory=dict)
+
     # --- report style ---------------------------------------------------------------------
     #: OpenI: share of reports with an empty FINDINGS element, and among the others, share
     #: with an empty IMPRESSION element.
@@ -138,6 +148,14 @@ class SynthConfig:
                 ("_rate", "_share_pa", "_fraction", "_threshold")
             ) or f.name.startswith("spurious_p_"):
                 prob(f.name, value)
+        prob("image_difficulty", self.image_difficulty)
+        for label, value in self.image_difficulty_by_label.items():
+            if label not in FINDING_LABELS:
+                raise ValueError(
+                    f"SynthConfig.image_difficulty_by_label: {label!r} is not one of"
+                    f" {FINDING_LABELS}"
+                )
+            prob(f"image_difficulty_by_label[{label!r}]", value)
         if self.max_studies_per_patient < 1:
             raise ValueError("SynthConfig.max_studies_per_patient must be >= 1")
         mimic_report_layouts(self)  # the MIMIC layout shares must fit together

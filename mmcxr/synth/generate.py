@@ -28,7 +28,7 @@ from mmcxr.synth.cohort import StudyPlan, sample_cohort
 from mmcxr.synth.config import SynthConfig
 from mmcxr.synth.fingerprint import FINGERPRINT_KEY, generator_fingerprint
 from mmcxr.synth.labeler import label_report
-from mmcxr.synth.reports import Report, compose_report
+from mmcxr.synth.reports import Report, compose_report, report_kwargs
 from mmcxr.synth.writers import (
     ground_truth_rows,
     jpeg_bytes,
@@ -64,6 +64,7 @@ class _Task:
     seed: int
     monochrome1_rate: float
     voi_lut_rate: float
+    conspicuity: object = None  # phantom.Conspicuity from the config's image difficulty
 
 
 def _image_path(fmt: str, study: StudyPlan, k: int, n_openi: int) -> str:
@@ -108,7 +109,15 @@ def render_study(task: _Task) -> tuple[int, dict[str, dict]]:
     infos: dict[str, dict] = {}
     for k, im in enumerate(study.images):
         view = "LATERAL" if im.view in ("LATERAL", "LL") else im.view
-        r = phantom.render(anatomy, findings, view, task.image_size, rng, marker=im.marker)
+        r = phantom.render(
+            anatomy,
+            findings,
+            view,
+            task.image_size,
+            rng,
+            marker=im.marker,
+            conspicuity=task.conspicuity,
+        )
         image = np.asarray(r.image, dtype=np.float32)
         rows, cols = image.shape
         info: dict = {
@@ -243,20 +252,18 @@ def generate(
     style = "openi" if fmt in ("openi", "openi-kaggle") else "mimic"
     reports = {
         s.study_id: compose_report(
-            s,
-            child_rng(seed, 3, s.index),
-            style=style,
-            addendum_rate=cfg.addendum_rate,
-            no_findings_rate=cfg.no_findings_section_rate,
-            no_impression_rate=cfg.no_impression_section_rate,
+            s, child_rng(seed, 3, s.index), style=style, **report_kwargs(cfg, style)
         )
         for s in studies
     }
     texts = {sid: r.mimic_text() for sid, r in reports.items()}
     labels = {sid: label_report(t) for sid, t in texts.items()}
 
+    from mmcxr.synth.phantom import Conspicuity
+
+    seen = Conspicuity(cfg.image_difficulty, dict(cfg.image_difficulty_by_label))
     tasks = [
-        _Task(s, fmt, str(part), image_size, seed, cfg.monochrome1_rate, cfg.voi_lut_rate)
+        _Task(s, fmt, str(part), image_size, seed, cfg.monochrome1_rate, cfg.voi_lut_rate, seen)
         for s in studies
     ]
     n_workers = int(workers) if workers is not None else (os.cpu_count() or 1)

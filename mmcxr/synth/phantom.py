@@ -22,6 +22,7 @@ Pillow; blurs and smooth random blotches come from ``scipy.ndimage``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -185,6 +186,65 @@ class Rendered:
     anatomy_boxes: dict[str, _BOX]  # Chest ImaGenome bbox_name -> (x1, y1, x2, y2)
 
 
+#: At difficulty 1 a finding keeps ``1 - CONTRAST_LOSS`` of its density, is drawn at
+#: ``1 - SIZE_LOSS`` of its severity (size and density both follow severity), and every film's
+#: lungs carry patchy texture of peak density about ``TEXTURE`` (see :class:`Conspicuity`).
+CONTRAST_LOSS = 0.6
+SIZE_LOSS = 0.5
+TEXTURE = 0.35
+#: Labels the film-wide ``difficulty`` leaves alone (devices are metal, not lesions); a
+#: per-label override still applies to them.
+CONSPICUITY_EXEMPT = frozenset({"Support Devices"})
+
+
+@dataclass(frozen=True)
+class Conspicuity:
+    """How hard findings are to see: ``difficulty`` 0 (as drawn) .. 1 (hardest).
+
+    Three things make a real finding hard to read, and the knob turns all three together:
+    its *contrast* (density multiplied by ``1 - CONTRAST_LOSS * d``), its *size* (drawn at
+    severity ``severity * (1 - SIZE_LOSS * d)``: smaller and fainter, with its mask and box
+    following what is drawn), and how far its *texture overlaps normal anatomy* (every
+    frontal and lateral film, normal or not, gets smooth patchy lung density with the grain
+    of airspace disease, peak about ``TEXTURE * d``, drawn from its own stream so the other
+    pixels do not move). ``by_label`` overrides ``d`` per CheXpert label for contrast and
+    size; the texture is film-wide and follows ``difficulty``. At 0 (the default) nothing is
+    changed, pixel for pixel. The planned severity recorded in a cohort's ground truth is
+    never changed: the knob decides only what reaches the film.
+    """
+
+    difficulty: float = 0.0
+    by_label: dict[str, float] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        for name, v in [("difficulty", self.difficulty), *self.by_label.items()]:
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"Conspicuity: {name} must be in [0, 1], got {v!r}")
+        unknown = set(self.by_label) - set(FINDING_LABELS)
+        if unknown:
+            raise ValueError(f"Conspicuity.by_label: unknown labels {sorted(unknown)}")
+
+    def of(self, label: str) -> float:
+        """The difficulty of one label (its override, else the film-wide value)."""
+        if label in self.by_label:
+            return float(self.by_label[label])
+        return 0.0 if label in CONSPICUITY_EXEMPT else float(self.difficulty)
+
+    def contrast(self, label: str) -> float:
+        return 1.0 - CONTRAST_LOSS * self.of(label)
+
+    def drawn(self, finding: Finding) -> Finding:
+        """The finding as it reaches the film: its severity scaled by ``1 - SIZE_LOSS * d``."""
+        d = self.of(finding.label)
+        if d == 0.0:
+            return finding
+        return dataclasses.replace(finding, severity=finding.severity * (1.0 - SIZE_LOSS * d))
+
+    @property
+    def texture(self) -> float:
+        return TEXTURE * float(self.difficulty)
+
+
 def sample_anatomy(rng: np.random.Generator) -> Anatomy:
     """Draw one patient's body and exposure from ``rng`` (a fixed number of draws).
 
@@ -273,6 +333,7 @@ def render(
     rng: np.random.Generator,
     *,
     marker: str | None = None,
+    conspicuity: Conspicuity | None = None,
 ) -> Rendered:
     """Draw one film of ``anatomy`` with ``findings`` in ``view`` ("PA", "AP", "LATERAL"/"LL").
 
@@ -280,7 +341,8 @@ def render(
     which noise and per-finding shapes are derived), so adding a finding changes pixels only
     where that finding is drawn. ``marker``: "PORTABLE" (or any short text) burns a bright
     text tag into the top-right corner; "spurious" burns a small bright token into the
-    top-left corner, for shortcut-learning experiments.
+    top-left corner, for shortcut-learning experiments. ``conspicuity`` makes the findings
+    harder to see (:class:`Conspicuity`; None: as drawn).
     """
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
@@ -296,17 +358,24 @@ def render(
             raise TypeError(f"findings must be Finding objects, got {type(f).__name__}")
     if marker is not None and (not isinstance(marker, str) or not marker.strip()):
         raise ValueError(f"marker must be a non-empty string or None, got {marker!r}")
+    if conspicuity is not None and not isinstance(conspicuity, Conspicuity):
+        raise TypeError(f"conspicuity must be a Conspicuity, got {type(conspicuity).__name__}")
+    seen = conspicuity or Conspicuity()
+    findings = tuple(seen.drawn(f) for f in findings)
     rows, cols = film_shape(int(rows))
     base = int(rng.integers(0, 2**62))
     frame = _Frame(rows, cols, anatomy)
     keyed = _keyed_findings(findings, base)
+    for k in keyed:
+        k.gain = seen.contrast(k.finding.label)
+    texture = (seen.texture, np.random.default_rng([base, 3]))
     if view in ("LATERAL", "LL"):
         view = "LATERAL"
-        atten = _lateral(frame, anatomy, keyed)
+        atten = _lateral(frame, anatomy, keyed, texture)
         masks: dict[str, np.ndarray] = {}
         anatomy_boxes: dict[str, _BOX] = {}
     else:
-        atten, masks, anatomy_boxes = _frontal(frame, anatomy, keyed, view)
+        atten, masks, anatomy_boxes = _frontal(frame, anatomy, keyed, view, texture)
     image = _film(atten, anatomy, view, np.random.default_rng([base, 1]))
     if marker is not None:
         _burn_marker(image, marker)
@@ -353,6 +422,7 @@ class _Keyed:
     finding: Finding
     rng: np.random.Generator
     sides: list[str]
+    gain: float = 1.0  # contrast kept (Conspicuity.contrast)
 
 
 def _keyed_findings(findings: tuple[Finding, ...], base: int) -> list[_Keyed]:
@@ -886,7 +956,11 @@ class _Drawn:
 
 
 def _frontal(
-    frame: _Frame, anatomy: Anatomy, keyed: list[_Keyed], view: str
+    frame: _Frame,
+    anatomy: Anatomy,
+    keyed: list[_Keyed],
+    view: str,
+    texture: tuple[float, np.random.Generator] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, _BOX]]:
     rows, cols = frame.rows, frame.cols
     X, Y = frame.X, frame.Y
@@ -1007,15 +1081,16 @@ def _frontal(
         segs = _vessel_tree(anatomy.seed, key, (-1.95, 1.7))
         vessels = _draw_tree(frame, lung.sl, segs, (lung.x_hilum, lung.y_hilum), lung.sign)
         blur = None
-        for d_ in drawn:
+        for kf, d_ in zip(keyed, drawn, strict=True):
             if side in d_.blur:
-                blur = d_.blur[side] if blur is None else np.maximum(blur, d_.blur[side])
+                b_ = d_.blur[side] * _F(kf.gain)
+                blur = b_ if blur is None else np.maximum(blur, b_)
         if blur is not None:
             hazy = ndimage.gaussian_filter(vessels, max(1.5, 0.006 / px))
             vessels += blur * (_F(1.2) * hazy - vessels)
-        for d_ in drawn:
+        for kf, d_ in zip(keyed, drawn, strict=True):
             if side in d_.kill:
-                vessels *= 1.0 - d_.kill[side]
+                vessels *= 1.0 - _F(kf.gain) * d_.kill[side]
         sl = lung.sl
         dx, dy = lung.xs - _F(lung.x_hilum), lung.y - _F(lung.y_hilum)
         fade = np.clip(_F(1.15) - np.sqrt(dx * dx + dy * dy) * _F(1 / (0.8 * lung.lw)), 0, 1)
@@ -1028,13 +1103,34 @@ def _frontal(
         atten[sl] += _F(0.14 * crowd) * np.clip(1.0 - hd, 0.0, _BIG) * lung.soft
 
     atten -= _F(0.68 + 0.24 * anatomy.inspiration) * lung_t
+    for lung in lungs.values():
+        _lung_texture(atten, lung.sl, lung_t[lung.sl], texture)
     _frontal_bones(frame, anatomy, lungs, view, bones)
     atten += bones
     _airways(frame, lungs, carina, atten)
-    for d_ in drawn:
-        for sl, part in [*d_.parts, *(p for ps in d_.extra.values() for p in ps)]:
-            atten[sl] += part
+    for kf, d_ in zip(keyed, drawn, strict=True):
+        for sl, part in d_.parts:
+            atten[sl] += part if kf.gain == 1.0 else _F(kf.gain) * part
+        for sl, part in (p for ps in d_.extra.values() for p in ps):
+            atten[sl] += part  # devices drawn on a finding's behalf keep their contrast
     return atten, masks, boxes
+
+
+def _lung_texture(
+    atten: np.ndarray,
+    sl: _SL,
+    lung_t: np.ndarray,
+    texture: tuple[float, np.random.Generator] | None,
+) -> None:
+    """Patchy lung density with the grain of airspace disease, on normal films too
+    (:class:`Conspicuity`): sparse blobs a few per lung, broken up by finer patches."""
+    if texture is None or texture[0] <= 0.0:
+        return
+    amp, rng = texture
+    shape = lung_t.shape
+    blobs = np.clip(_coarse_noise(rng, shape, 6) - _F(0.7), 0.0, 1.5)
+    patch = np.clip((_coarse_noise(rng, shape, 12) + _F(0.8)) * _F(0.6), 0.0, 1.0)
+    atten[sl] += _F(amp / 1.5) * blobs * patch * lung_t
 
 
 def _merge_mask(masks: dict[str, np.ndarray], label: str, m: np.ndarray | None) -> None:
@@ -1875,7 +1971,12 @@ _FRONTAL_FINDINGS: dict[str, Callable[[_Chest, _Keyed], _Drawn]] = {
 # lateral view
 
 
-def _lateral(frame: _Frame, anatomy: Anatomy, keyed: list[_Keyed]) -> np.ndarray:
+def _lateral(
+    frame: _Frame,
+    anatomy: Anatomy,
+    keyed: list[_Keyed],
+    texture: tuple[float, np.random.Generator] | None = None,
+) -> np.ndarray:
     """A left lateral film (anterior on the image's left) of the same patient and findings.
 
     Simpler than the frontal film: body profile, the two lungs superimposed with their two
@@ -1952,6 +2053,7 @@ def _lateral(frame: _Frame, anatomy: Anatomy, keyed: list[_Keyed]) -> np.ndarray
     kill = np.zeros_like(x)
     blur = np.zeros_like(x)
     for kf in keyed:
+        before = (parts.copy(), kill.copy(), blur.copy()) if kf.gain != 1.0 else None
         f, sev, rng = kf.finding, kf.finding.severity, kf.rng
         lab = f.label
         sides = kf.sides or ["right", "left"]
@@ -2006,6 +2108,11 @@ def _lateral(frame: _Frame, anatomy: Anatomy, keyed: list[_Keyed]) -> np.ndarray
                 * _ramp(y - _F(-0.3), 0.04)
             )
             parts += _F(0.5) * band * lung_t
+        if before is not None:  # keep kf.gain of what this finding added
+            g = _F(kf.gain)
+            parts = before[0] + g * (parts - before[0])
+            kill = before[1] + g * (kill - before[1])
+            blur = before[2] + g * (blur - before[2])
     if blur.any():
         vessels += blur * (
             _F(1.4) * ndimage.gaussian_filter(vessels, max(1.5, 0.006 / px)) - vessels
@@ -2015,6 +2122,7 @@ def _lateral(frame: _Frame, anatomy: Anatomy, keyed: list[_Keyed]) -> np.ndarray
         _F(1.0) - ((x - _F(hxl)) * _F(1 / 0.05)) ** 2 - ((y - _F(hyl)) * _F(1 / 0.07)) ** 2, 0, None
     )
     atten[sl] += (_F(0.16) * vessels + _F(0.12) * hil - _F(0.82)) * lung_t + parts
+    _lung_texture(atten, sl, lung_t, texture)
     # vertebral column along a gentle kyphosis, sternum, trachea
     vs = frame.window(0.0, bk + 0.05, -0.6, 0.7)
     if vs is not None:

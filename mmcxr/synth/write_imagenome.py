@@ -8,12 +8,19 @@ these boxes, so each positive sentence is linked to the boxes that contain what 
 Coordinates: ``original_*`` are pixels of the written image; the 224 space is the image
 resized so its longer side is 224 and centred with padding on the shorter side (the
 resize-and-pad that GLoRIA-style models apply, inferred from public code; no first-party spec).
+
+The scene graphs are written unpacked (``silver_dataset/scene_graph/``, the default) or as
+the release ships them, ``silver_dataset/scene_graph.zip`` (``scene_graphs="zip"``), so the
+book can exercise the reader on either form.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +36,10 @@ ROOT = "chest-imagenome"
 GOLD_BOXES = "gold_dataset/gold_bbox_coordinate_annotations_1000images.csv"
 GOLD_SENTENCES = "gold_dataset/gold_object_attribute_with_coordinates.txt"
 GOLD_MAX_IMAGES = 1000
+#: How the silver scene graphs are written: one file each, or the release's zip.
+SCENE_GRAPH_FORMS = ("folder", "zip")
+#: Timestamp of every zip member, so that the archive's bytes depend only on its content.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 _DEVICE_BOXES = {
     "endotracheal tube": ("trachea", "carina"),
@@ -199,8 +210,16 @@ def write_imagenome(
     *,
     gold_fraction: float,
     seed: int,
+    scene_graphs: str = "folder",
 ) -> dict[str, bool]:
-    """Write ``root/chest-imagenome``; returns ``{dicom_id: in gold set}`` for frontal images."""
+    """Write ``root/chest-imagenome``; returns ``{dicom_id: in gold set}`` for frontal images.
+
+    ``scene_graphs`` is ``"folder"`` (``silver_dataset/scene_graph/<dicom_id>_SceneGraph.json``)
+    or ``"zip"`` (those files as members ``scene_graph/<dicom_id>_SceneGraph.json`` of
+    ``silver_dataset/scene_graph.zip``, the form the release is downloaded in).
+    """
+    if scene_graphs not in SCENE_GRAPH_FORMS:
+        raise ValueError(f"scene_graphs must be one of {SCENE_GRAPH_FORMS}, got {scene_graphs!r}")
     base = root / ROOT
     frontal = [(s, s.images[0]) for s in studies if s.images[0].view in ("PA", "AP")]
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(6,)))
@@ -212,33 +231,31 @@ def write_imagenome(
     split_rows: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
     avoid, box_rows, sent_rows = [], [], []
     gold: dict[str, bool] = {}
-    for i, (study, im) in enumerate(frontal):
-        info = image_info[im.dicom_id]
-        report = reports[study.study_id]
-        prior = last_frontal.get(study.patient_index)
-        graph = scene_graph(study, im.dicom_id, im.view, report, info, prior)
-        atomic.write_text(
-            base / "silver_dataset" / "scene_graph" / f"{im.dicom_id}_SceneGraph.json",
-            json.dumps(graph, indent=1) + "\n",
-        )
-        last_frontal[study.patient_index] = im.dicom_id
-        row = {
-            "subject_id": study.subject_id,
-            "study_id": study.study_id,
-            "dicom_id": im.dicom_id,
-            "path": image_relpath(study, im, ".dcm"),
-            "ViewPosition": im.view,
-        }
-        gold[im.dicom_id] = i in gold_idx
-        if i in gold_idx:
-            avoid.append(row)
-            box_rows += _gold_boxes(im.dicom_id, info)
-            sent_rows += _gold_sentences(study, im.dicom_id, report, info)
-        else:
-            split = {"train": "train", "validate": "valid", "test": "test"}[
-                split_of[study.subject_id]
-            ]
-            split_rows[split].append(row)
+    with _SceneGraphWriter(base / "silver_dataset", scene_graphs) as graphs:
+        for i, (study, im) in enumerate(frontal):
+            info = image_info[im.dicom_id]
+            report = reports[study.study_id]
+            prior = last_frontal.get(study.patient_index)
+            graph = scene_graph(study, im.dicom_id, im.view, report, info, prior)
+            graphs.add(f"{im.dicom_id}_SceneGraph.json", json.dumps(graph, indent=1) + "\n")
+            last_frontal[study.patient_index] = im.dicom_id
+            row = {
+                "subject_id": study.subject_id,
+                "study_id": study.study_id,
+                "dicom_id": im.dicom_id,
+                "path": image_relpath(study, im, ".dcm"),
+                "ViewPosition": im.view,
+            }
+            gold[im.dicom_id] = i in gold_idx
+            if i in gold_idx:
+                avoid.append(row)
+                box_rows += _gold_boxes(im.dicom_id, info)
+                sent_rows += _gold_sentences(study, im.dicom_id, report, info)
+            else:
+                split = {"train": "train", "validate": "valid", "test": "test"}[
+                    split_of[study.subject_id]
+                ]
+                split_rows[split].append(row)
     cols = ["subject_id", "study_id", "dicom_id", "path", "ViewPosition"]
     for name, rows in split_rows.items():
         write_csv(
@@ -297,6 +314,43 @@ def write_imagenome(
         sep="\t",
     )
     return gold
+
+
+class _SceneGraphWriter:
+    """Writes scene graphs into ``silver/scene_graph/`` or, one member at a time, its zip.
+
+    The zip is built under a temporary name and renamed into place when the ``with`` block
+    ends without an error (:func:`mmcxr.atomic.replacing`; deleted when it fails), so a
+    reader never meets half an archive; members carry a fixed timestamp and mode so that the
+    same cohort gives the same bytes.
+    """
+
+    def __init__(self, silver: Path, form: str) -> None:
+        self.silver = silver
+        self._stack = contextlib.ExitStack()
+        self._zip: zipfile.ZipFile | None = None
+        if form == "zip":
+            tmp = self._stack.enter_context(
+                atomic.replacing(silver / "scene_graph.zip", suffix=".zip")
+            )
+            self._zip = self._stack.enter_context(
+                zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED)
+            )
+
+    def add(self, name: str, text: str) -> None:
+        if self._zip is None:
+            atomic.write_text(self.silver / "scene_graph" / name, text)
+            return
+        info = zipfile.ZipInfo(f"scene_graph/{name}", date_time=_ZIP_DATE)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        self._zip.writestr(info, text.encode("utf-8"))
+
+    def __enter__(self) -> _SceneGraphWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        return self._stack.__exit__(*exc)
 
 
 def _box_fields(box, rows: int, cols: int) -> dict[str, int]:
