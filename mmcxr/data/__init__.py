@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "load_imagenome_gold": "mmcxr.data.imagenome",
     "load_imagenome_splits": "mmcxr.data.imagenome",
     "load_scene_graph": "mmcxr.data.imagenome",
+    "SceneGraphs": "mmcxr.data.imagenome",
     "SquareGeometry": "mmcxr.data.images",
     "decode_image": "mmcxr.data.images",
     "dicom_headers": "mmcxr.data.images",
@@ -84,6 +85,7 @@ __all__ = [
     "FormatError",
     "ImageCache",
     "ImageDecodeError",
+    "SceneGraphs",
     "LabelValueError",
     "MissingFileError",
     "MultimodalDataset",
@@ -177,7 +179,12 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         planted_structure,
         strata_films,
     )
-    from mmcxr.data.imagenome import load_imagenome_gold, load_imagenome_splits, load_scene_graph
+    from mmcxr.data.imagenome import (
+        SceneGraphs,
+        load_imagenome_gold,
+        load_imagenome_splits,
+        load_scene_graph,
+    )
     from mmcxr.data.images import (
         SquareGeometry,
         decode_image,
