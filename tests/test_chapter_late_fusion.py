@@ -411,8 +411,12 @@ def test_figures_draw_every_run():
     assert len(lfr.plot_confusion_grid(long).axes) >= 12  # + colour bars
     fig = lfr.plot_training_grid(lf.histories(grid, runs))
     assert sum(len(ax.lines) for ax in fig.axes) == 12 * 3  # train, val, best epoch
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["Multimodal", "Image", "Text"], "models, not shuffle conditions"
     fig = lfr.plot_sensitivity(sensitivity)
     assert len(fig.axes[0].patches) == 12  # 4 runs x 3 conditions
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert {"intact", "image shuffled", "text shuffled"} <= set(legend)
     # few resamples: an interval can miss its point estimate, or be undefined
     odd = sensitivity.assign(auroc_lo=sensitivity["auroc"] + 0.01)
     odd.loc[0, "auroc_hi"] = np.nan

@@ -57,9 +57,6 @@ PLOT_NAMES = {
     **_MODEL_NAMES,
     **{k: f"{v} set" for k, v in _DATASET_NAMES.items()},
     **{k: f"{v} loss" for k, v in _LOSS_NAMES.items()},
-    "none": "intact",
-    "image": "image shuffled",
-    "text": "text shuffled",
 }
 _TEXT_FIELDS = ("report", "findings", "impression")
 

@@ -393,7 +393,8 @@ def plot_sensitivity(sensitivity: pd.DataFrame):
         reference=reference.sensitivity_table(),
         reference_label="paper (Full BCE only)",
         orders=ORDERS,
-        names=PLOT_NAMES,
+        # "image" and "text" name shuffle conditions here, not models
+        names={**PLOT_NAMES, "none": "intact", "image": "image shuffled", "text": "text shuffled"},
         ylabel="test AUROC",
         title="Multimodal model, bimodal sensitivity",
     )
