@@ -81,7 +81,14 @@ def cohort_fingerprint(params: dict[str, Any]) -> str:
     A root's listing is its top-level files (name, size, mtime): a re-downloaded or
     re-generated root changes it without hashing gigabytes of images.
     """
-    keys = ("data_format", "synth_n", "synth_seed", "synth_image_size")
+    keys = (
+        "data_format",
+        "synth_n",
+        "synth_seed",
+        "synth_image_size",
+        "synth_image_difficulty",
+        "synth_report_difficulty",
+    )
     parts: dict[str, Any] = {"recipe": {k: params.get(k) for k in keys}}
     for name, value in sorted(params.items()):
         if name.endswith("_root") and value is not None:
@@ -240,17 +247,21 @@ def _write_json(path: Path, obj: Any) -> None:
 def generate_data(slugs: list[str]) -> None:
     """Generate each chapter's default synthetic cohort (once per distinct recipe)."""
     from mmcxr.data import resolve_root
+    from mmcxr.synth import SynthConfig
 
     done = set()
     for slug in slugs:
         p = resolved_parameters(slug, "book")
         if p.get("data_root") is not None or "synth_n" not in p:
             continue
+        config = SynthConfig.from_chapter(p)
         recipe = (p["data_format"], p["synth_n"], p.get("synth_seed", 0), p["synth_image_size"])
-        if recipe in done:
+        if (recipe, config.to_json()) in done:
             continue
-        done.add(recipe)
-        path = resolve_root(recipe[0], None, n=recipe[1], seed=recipe[2], image_size=recipe[3])
+        done.add((recipe, config.to_json()))
+        path = resolve_root(
+            recipe[0], None, n=recipe[1], seed=recipe[2], image_size=recipe[3], config=config
+        )
         print(f"[book] cohort for {slug}: {path}")
 
 

@@ -1,4 +1,4 @@
-"""``mmcxr`` command line: generate a synthetic cohort, prepare an image cache.
+"""``mmcxr`` command line: generate a synthetic cohort, prepare an image cache, verify it.
 
 A problem with the data ends a command with one line on stderr and exit status 1, not a
 Python traceback: ``mmcxr <command>: error: <file>: <what is wrong>`` for a
@@ -116,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="an unreadable image stops the build (raise), or is recorded in the cache's"
         " manifest with its reason and left out (skip)",
     )
+    v = sub.add_parser(
+        "verify",
+        parents=[debug],
+        help="check that a prepared cache is complete, intact and up to date with its sources",
+        description="The step after a sharded prepare (a scheduler array job): fails, naming"
+        " what is wrong, unless every shard finished, the array's checksum matches the"
+        " manifest and no source image changed since it was cached.",
+    )
+    v.add_argument("cache_dir")
     return p
 
 
@@ -168,6 +177,21 @@ def _run(args: argparse.Namespace, who: str) -> int:
             workers=args.workers,
             shard=args.shard,
             on_error=args.on_error,
+        )
+    elif args.command == "verify":
+        from mmcxr.data import CacheError, ImageCache
+
+        cache = ImageCache(args.cache_dir, verify="full")  # incomplete or corrupt: CacheError
+        stale = cache.stale()
+        if len(stale):
+            raise CacheError(
+                cache.cache_dir,
+                f"stale: {len(stale)} source image(s) changed since they were cached (first:"
+                f" {stale['path'].iloc[0]}); rebuild with prepare",
+            )
+        print(
+            f"{cache.cache_dir}: complete, checksum ok: {len(cache)} images at {cache.size} px"
+            f" ({len(cache.skipped)} left out), sha256 {cache.manifest['sha256']}"
         )
     return 0
 

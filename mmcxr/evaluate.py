@@ -214,3 +214,22 @@ def shuffled_predictions(
                 "permute that modality only"
             )
     return out
+
+
+def worst_error_cluster(
+    features: np.ndarray, errors: np.ndarray, k: int = 3, seed: int = 0
+) -> tuple[np.ndarray, int]:
+    """Slice discovery without subgroup labels (in the spirit of Domino / GEORGE): k-means on
+    L2-normalised ``features`` and the cluster whose mean ``errors`` is highest. Returns the
+    cluster of every row and the worst cluster's id; which subgroup it is, is for the caller to
+    check against whatever truth it has."""
+    from sklearn.cluster import KMeans
+
+    x = np.asarray(features, dtype=float)
+    if len(x) < k:
+        raise ValueError(f"{len(x)} rows cannot form {k} clusters")
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
+    labels = KMeans(k, n_init=10, random_state=seed).fit_predict(x)
+    err = np.asarray(errors, dtype=float)
+    means = [err[labels == c].mean() if (labels == c).any() else -np.inf for c in range(k)]
+    return labels, int(np.argmax(means))

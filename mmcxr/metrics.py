@@ -683,3 +683,52 @@ def style_comparison(table: pd.DataFrame, digits: int | None = None):  # -> pand
             {"selector": "td .cmp-paper", "props": "font-size: 0.85em; opacity: 0.7;"},
         ]
     )
+
+
+# --------------------------------------------------------------------------------------------
+# rates at an operating point, and AUROC/F1 over a label matrix (paper 000's "AUC" and "F1")
+
+
+def false_negative_rate(y_true: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> float:
+    """Share of positives scored below ``threshold`` (1 - recall); NaN without positives. A
+    matrix is flattened: every label decision counts once."""
+    y, pred = np.asarray(y_true).ravel(), np.asarray(prob).ravel() >= threshold
+    pos = y == 1
+    return float((~pred[pos]).mean()) if pos.any() else math.nan
+
+
+def false_positive_rate(y_true: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> float:
+    """Share of negatives scored at or above ``threshold``; NaN without negatives (flattened
+    like :func:`false_negative_rate`)."""
+    y, pred = np.asarray(y_true).ravel(), np.asarray(prob).ravel() >= threshold
+    neg = y == 0
+    return float(pred[neg].mean()) if neg.any() else math.nan
+
+
+def mean_auroc(y_true: ArrayLike, prob: ArrayLike) -> float:
+    """AUROC of a binary task, or the mean over the columns of a label matrix that hold both
+    classes (NaN when none does) -- the "AUC" papers report for multi-label tasks."""
+    y, p = np.asarray(y_true), np.asarray(prob)
+    if y.ndim == 1:
+        return auroc(y, p) if 0 < y.sum() < len(y) else math.nan
+    vals = [mean_auroc(y[:, j], p[:, j]) for j in range(y.shape[1])]
+    vals = [v for v in vals if not math.isnan(v)]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def micro_auroc(y_true: ArrayLike, prob: ArrayLike) -> float:
+    """Micro-averaged AUROC: every cell of the binarised label matrix as one binary problem;
+    a binary task first becomes two columns (negative, positive), as scikit-learn's
+    label-binarised ROC examples do."""
+    y, p = np.asarray(y_true, dtype=float), np.asarray(prob, dtype=float)
+    if y.ndim == 1:
+        y, p = np.stack([1 - y, y], 1), np.stack([1 - p, p], 1)
+    return mean_auroc(y.ravel(), p.ravel())
+
+
+def mean_f1(y_true: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> float:
+    """F1 of a binary task, or the unweighted mean F1 over the columns of a label matrix."""
+    y, p = np.asarray(y_true), np.asarray(prob)
+    if y.ndim == 1:
+        return f1(y, p, threshold)
+    return float(np.mean([f1(y[:, j], p[:, j], threshold) for j in range(y.shape[1])]))

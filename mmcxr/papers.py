@@ -153,6 +153,8 @@ CHAPTERS: dict[str, Chapter] = {
                 "the MEEMS-embedding classifier against a ResNet-50 image baseline, binary "
                 "and 14-label",
                 "attention maps, caption word-set IoU, and a PCA of the embedding space",
+                "hidden stratification measured on the cohort's planted strata, and slice "
+                "discovery without stratum labels",
             ),
             formats=("mimic-cxr",),
         ),
@@ -173,7 +175,7 @@ CHAPTERS: dict[str, Chapter] = {
                 "integrated gradients with clustering ('sight sensitivity') and per-word "
                 "text explanations",
             ),
-            formats=("openi", "chestx-ray14"),
+            formats=("openi", "openi-kaggle", "chestx-ray14"),
         ),
         Chapter(
             slug="multimodal-vae",

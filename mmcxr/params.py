@@ -173,10 +173,19 @@ def common(*, formats: Sequence[str] | None = None) -> dict[str, Param]:
     }
 
 
-def synthetic() -> dict[str, Param]:
-    """The synthetic cohort's recipe parameters (``synth_*``)."""
+def synthetic(
+    *, image_difficulty: bool = False, report_difficulty: bool = False
+) -> dict[str, Param]:
+    """The synthetic cohort's recipe parameters (``synth_*``); ``image_difficulty`` and
+    ``report_difficulty`` add the generator's difficulty knobs (``SynthConfig``) for a chapter
+    that sets them (:mod:`mmcxr.calibration`)."""
+    knobs = {
+        "synth_image_difficulty": (image_difficulty, "image conspicuity, 0 as drawn .. 1 hardest"),
+        "synth_report_difficulty": (report_difficulty, "report informativeness, 0 .. 1 least"),
+    }
     return {
         "synth_n": Param("int", low=1),
         "synth_seed": Param("int", low=0),
         "synth_image_size": Param("int", low=16, high=4096),
+        **{k: Param("float", low=0, high=1, doc=doc) for k, (on, doc) in knobs.items() if on},
     }

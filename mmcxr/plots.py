@@ -711,3 +711,64 @@ def interval_bars(
         ax.set(ylim=(0, 1.05), ylabel=ylabel or value, title=title)
         ax.legend(ncols=len(hues) + 1, loc="lower center", bbox_to_anchor=(0.5, 1.08))
     return fig
+
+
+def plot_attention_words(image: np.ndarray, alphas: np.ndarray, words: Sequence[str], grid, *,
+                         truth: str, caption: str, n_words: int = 10, box=None) -> Figure:  # fmt: skip
+    """Attention of a captioner's first ``n_words`` generated words (``alphas``: one row of
+    ``grid`` regions per word), upsampled and overlaid on the image, with the generated and the
+    true caption above; ``box`` (x1, y1, x2, y2 in image pixels) outlines a known finding.
+    Paper 000's Figure 4 shows this for a Show-Attend-Tell captioner."""
+    n = min(n_words, len(words))
+    fig, axes = panels(1, max(n, 1), (1.6, 2.4))
+    axes = np.asarray(axes).reshape(1, -1)
+    size = image.shape[-1]
+    for j, ax in enumerate(axes[0]):
+        ax.imshow(np.asarray(image).squeeze(), cmap="gray")
+        if j < n:
+            a = alphas[j].reshape(grid)
+            up = np.kron(a, np.ones((size // grid[0], size // grid[1])))
+            ax.imshow(up, cmap="gist_earth", alpha=0.55, extent=(0, size, size, 0))
+            ax.set_title(words[j], fontsize=9)
+            if box is not None:
+                x1, y1, x2, y2 = box
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="red"))
+        ax.axis("off")
+    fig.suptitle(f"generated: {caption[:150]}\ntruth: {truth[:150]}", fontsize=8)
+    return fig
+
+
+def plot_embedding_pca(
+    emb: np.ndarray, labels: np.ndarray, names: Sequence[str]
+) -> tuple[Figure, Figure]:
+    """L2-normalised embeddings projected by PCA: 2-D and two views of 3-D, coloured by the
+    integer ``labels`` (indices into ``names``), and a grid with one panel per class over the
+    grey cloud of all points (paper 000's Figure 5 and its supplementary per-class plot)."""
+    from sklearn.decomposition import PCA
+
+    z = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
+    xyz = PCA(3).fit_transform(z)
+    colours = mpl.colormaps["tab20"](np.linspace(0, 1, len(names)))
+    present = [j for j in range(len(names)) if (labels == j).any()]
+    fig = Figure(figsize=(15, 4.6), layout="constrained")
+    ax = fig.add_subplot(1, 3, 1)
+    for j in present:
+        ax.scatter(*xyz[labels == j, :2].T, s=6, color=colours[j], label=names[j])
+    ax.set(title="PCA to 2-D", xlabel="PC1", ylabel="PC2")
+    ax.legend(fontsize=6, markerscale=2)
+    for k, azim in enumerate((30, 120)):
+        ax = fig.add_subplot(1, 3, k + 2, projection="3d")
+        for j in present:
+            ax.scatter(*xyz[labels == j].T, s=4, color=colours[j])
+        ax.view_init(20, azim)
+        ax.set_title(f"PCA to 3-D (azimuth {azim})")
+    ncols = 7
+    grid, axes = panels(-(-len(names) // ncols), ncols, (2.3, 2.3))
+    for j, ax in enumerate(axes.flat):
+        if j >= len(names):
+            ax.axis("off")
+            continue
+        ax.scatter(*xyz[:, :2].T, s=2, color="0.85")
+        ax.scatter(*xyz[labels == j, :2].T, s=4, color=colours[j])
+        ax.set_title(f"{names[j]} ({int((labels == j).sum())})", fontsize=8)
+    return fig, grid

@@ -211,9 +211,12 @@ class RunStore:
                 raise TypeError(
                     f"run() for {name!r} must return a dict with 'metrics', got {out!r}"
                 )
-            self.save_result(name, key, params={**params, "data": data_fingerprint}, **out)
-            if not keep_checkpoint and ckpt.is_dir():
-                shutil.rmtree(ckpt)
+            rank, barrier = _process_group()
+            if rank == 0:  # under accelerate launch / torchrun every process trained it
+                self.save_result(name, key, params={**params, "data": data_fingerprint}, **out)
+                if not keep_checkpoint and ckpt.is_dir():
+                    shutil.rmtree(ckpt)
+            barrier()
         return self.load_result(name, key)
 
     def runs(self) -> pd.DataFrame:
@@ -227,6 +230,16 @@ class RunStore:
                 metrics = {}
             rows.append({"name": d.parent.name, "key": d.name, "path": str(d), **metrics})
         return pd.DataFrame(rows)
+
+
+def _process_group() -> tuple[int, Any]:
+    """``(rank, barrier)`` of the torch.distributed group a multi-process run set up (accelerate
+    launch, torchrun), or ``(0, no-op)``: one process writes a run, the others wait for it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_rank(), dist.barrier
+    return 0, lambda: None
 
 
 def _prediction_arrays(predictions: Any) -> dict[str, np.ndarray]:

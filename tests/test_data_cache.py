@@ -134,6 +134,68 @@ def test_shards_combine_to_the_same_cache(tmp_path, mimic_tree):
     ]
 
 
+def test_three_shards_in_parallel_processes_equal_one_process_byte_for_byte(
+    tmp_path, mimic_tree, capsys
+):
+    """The scheduler array job of the README: ``mmcxr prepare --shard i/3`` started at once in
+    three processes (racing to create the array and to finalise it), then the merge step
+    (``prepare`` without ``--shard``: decodes nothing, finalises if no shard did) and
+    ``mmcxr verify``. Every file but the per-shard progress records equals the one-process
+    cache's."""
+    import subprocess
+    import sys
+
+    root, _ = mimic_tree
+    clean = prepare("mimic-cxr", root, tmp_path / "clean", size=SIZE, workers=0, progress=False)
+    d = tmp_path / "sharded"
+    argv = ["prepare", "mimic-cxr", str(root), str(d), "--size", str(SIZE), "--workers", "0"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mmcxr.cli", *argv, "--shard", f"{i}/3"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    assert cli_main(argv) == 0  # merge: nothing left to decode
+    assert cli_main(["verify", str(d)]) == 0
+    assert "complete, checksum ok: 12 images" in capsys.readouterr().out
+
+    def files(c):
+        return {
+            p.relative_to(c).as_posix(): p.read_bytes()
+            for p in sorted(c.rglob("*"))
+            if p.is_file() and p.parent.name != "progress"
+        }
+
+    one, three = files(clean), files(d)
+    assert sorted(three) == sorted(one) == ["images.u8", "index.csv", "manifest.json", "shapes.i32"]
+    for name in one:
+        assert three[name] == one[name], name
+    assert sorted(p.name for p in (d / "progress").glob("done-*")) == [
+        f"done-{i}-of-3.bits" for i in range(3)
+    ]
+
+
+def test_verify_fails_on_an_incomplete_or_stale_cache(tmp_path, mimic_tree, capsys):
+    root, truth = mimic_tree
+    d = tmp_path / "c"
+    prepare("mimic-cxr", root, d, size=SIZE, workers=0, shard=(0, 2), progress=False)
+    assert cli_main(["verify", str(d)]) == 1  # shard 1 of 2 never ran
+    assert "incomplete cache" in capsys.readouterr().err
+    prepare("mimic-cxr", root, d, size=SIZE, workers=0, shard=(1, 2), progress=False)
+    assert cli_main(["verify", str(d)]) == 0
+    os.utime(truth.path.iloc[0], ns=(1, 1))  # a source changed after it was cached
+    assert cli_main(["verify", str(d)]) == 1
+    assert "stale: 1 source image(s) changed" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_process_pool_gives_identical_bytes(tmp_path, mimic_tree):
     root, _ = mimic_tree
@@ -220,6 +282,12 @@ def test_multimodal_dataset_items(small_cache):
     assert item["image"].dtype == torch.float32 and item["image"].shape == (1, SIZE, SIZE)
     want = (cache.get([keys[3]])[0] / 255.0 - 0.5) / 0.25
     np.testing.assert_allclose(item["image"][0].numpy(), want, atol=1e-6)
+    # the NumPy normalisation is MONAI's NormalizeIntensity bit for bit (what items used to be)
+    from monai.transforms import NormalizeIntensity
+
+    scaled = torch.from_numpy(cache.get([keys[3]]).astype(np.float32) / 255.0)
+    monai = NormalizeIntensity(subtrahend=0.5, divisor=0.25)(scaled).as_tensor()
+    assert torch.equal(item["image"], monai) and type(item["image"]) is torch.Tensor
     assert item["label"].shape == () and item["label"].dtype == torch.float32
     assert torch.equal(item["input_ids"], ids[3])
     multi = MultimodalDataset(np.eye(len(keys), 4), cache, keys)

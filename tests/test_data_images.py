@@ -224,3 +224,92 @@ def test_dicom_headers_list_the_display_tags_of_each_file(tmp_path, dicom_writer
     bad.write_text("hello")
     with pytest.raises(ImageDecodeError, match="not.dcm"):
         dicom_headers([window, bad], progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# the lookup-table fast path against the per-pixel display chain it replaced
+
+
+def _reference_display(path) -> np.ndarray:
+    """The display chain on every pixel, as read_image did before its lookup table:
+    pydicom's modality LUT, then its VOI LUT or window, [0, 1] by the VOI output range (the
+    image's own min..max without VOI tags), MONOCHROME1 inverted; all in float64/float32."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    from mmcxr.data.images import _voi_output_range
+
+    ds = pydicom.dcmread(path)
+    arr = apply_modality_lut(ds.pixel_array, ds)
+    lo, hi = _voi_output_range(ds)
+    if lo is not None:
+        arr = apply_voi_lut(arr, ds)
+    arr = arr.astype(np.float32)
+    if lo is None:
+        lo, hi = float(arr.min()), float(arr.max())
+    out = np.clip((arr - lo) / (hi - lo), 0.0, 1.0)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        out = 1.0 - out
+    return out.astype(np.float32)
+
+
+def _signed_dicom(path, stored: np.ndarray, rescale: tuple[float, float]):
+    """A 16-bit *signed* (PixelRepresentation 1) DICOM without VOI tags, rescaled."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, "1.2.3.4"
+    ds.set_pixel_data(stored.astype(np.int16), "MONOCHROME2", 16, generate_instance_uid=False)
+    ds.RescaleSlope, ds.RescaleIntercept = rescale
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_lookup_table_fast_path_equals_the_per_pixel_chain(tmp_path, dicom_writer):
+    """Tolerance zero: the table holds the chain's own float32 results for every stored
+    value, so read_image at native size and letterboxed (same Lanczos on the same floats)
+    must equal the per-pixel reference bit for bit, on the synthetic generator's MONOCHROME1,
+    VOI LUT and window/level files and on hand-made files for the cases it never writes."""
+    from mmcxr.synth import SynthConfig, generate
+
+    root = generate(
+        "mimic-cxr",
+        tmp_path / "synth",
+        n=6,
+        seed=0,
+        image_size=96,
+        workers=1,
+        config=SynthConfig(monochrome1_rate=0.5, voi_lut_rate=0.3),
+        progress=False,
+    )
+    paths = sorted(root.rglob("*.dcm"))
+    kinds = dicom_headers(paths, progress=False)
+    # the files must cover what the test is about, or it proves nothing
+    assert (kinds["photometric"] == "MONOCHROME1").any() and kinds["voi_lut"].any()
+    assert (kinds["window"] & ~kinds["voi_lut"]).any() and kinds["bits_stored"].nunique() > 1
+    rng = np.random.default_rng(1)
+    noisy = (rng.random((70, 52)) * 4095).astype(np.uint16)
+    paths += [
+        # a narrow window clips inside the Lanczos support (where order of steps matters)
+        dicom_writer(tmp_path / "narrow.dcm", noisy, window=(1500.5, 501)),
+        dicom_writer(tmp_path / "m1.dcm", noisy, photometric="MONOCHROME1", window=(900, 700)),
+        # min-max scaling through a negative rescale, 16-bit, no VOI tags
+        dicom_writer(tmp_path / "rescale.dcm", noisy + 7, bits=16, rescale=(-0.5, 3000.0)),
+        _signed_dicom(tmp_path / "signed.dcm", noisy.astype(np.int16) - 2048, (1.0, 1024.0)),
+        dicom_writer(
+            tmp_path / "lut8.dcm",
+            (noisy // 16).astype(np.uint16),
+            bits=8,
+            voi_lut=[int(v) for v in np.sqrt(np.arange(256) / 255) * 65535],
+        ),
+    ]
+    for p in paths:
+        ref = _reference_display(p)
+        np.testing.assert_array_equal(read_image(p), ref, err_msg=str(p))
+        np.testing.assert_array_equal(read_image(p, 40), resize_square(ref, 40), err_msg=str(p))

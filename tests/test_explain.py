@@ -260,3 +260,39 @@ def test_ig_then_sight_sensitivity_finds_bright_lesions():
     assert (circles.iloc[0].x, circles.iloc[0].y) == pytest.approx((12, 30), abs=1.0)
     assert (circles.iloc[1].x, circles.iloc[1].y) == pytest.approx((36, 10), abs=1.0)
     assert circles.iloc[0].radius == pytest.approx(5, abs=1.0)
+
+
+def test_gradient_and_grad_cam_maps_have_the_image_shape():
+    torch.manual_seed(0)
+    model = TinyConvNet()
+    batch = {"image": torch.randn(2, 1, 12, 12)}
+    grad = E.gradient_image(model, batch)
+    assert grad.shape == (2, 1, 12, 12) and (grad < 0).any()  # signed, not absolute
+    cam = E.grad_cam_image(model, batch, model.conv)
+    assert cam.shape == (2, 1, 12, 12) and (cam >= 0).all()  # ReLU'd class activation
+    assert model.training  # attribution restores the caller's mode
+
+
+def test_sensitivity_sweep_circles_recover_a_planted_blob_and_lose_noise():
+    amap = _two_blob_map()
+    amap[5, 60] = amap[60, 3] = 0.6  # isolated strong pixels: structured noise
+    lesion = _disk((64, 64), 16, 20, 6)
+    circles, pointing = E.sensitivity_sweep(
+        {"ig": [amap], "flat": [np.zeros((64, 64))]},
+        [lesion],
+        [0.3, 0.9],
+        method="dbscan",
+        min_samples=1,
+        eps=1.5,
+    )
+    ig = circles[circles["method"] == "ig"].set_index("threshold")
+    assert ig.loc[0.3, "hit"] == 1 and ig.loc[0.9, "hit"] == 1  # the blob is found ...
+    assert ig.loc[0.3, "false_circles"] == 3  # ... with the second blob and two noise pixels
+    assert ig.loc[0.9, "false_circles"] == 0  # a high sight sensitivity removes them
+    flat = circles[circles["method"] == "flat"]
+    assert (flat["n_circles"] == 0).all() and (flat["hit"] == 0).all()
+    assert pointing.set_index("method")["pointing"].to_dict() == {"ig": 1.0, "flat": 0.0}
+    with pytest.raises(ValueError, match="upsample"):
+        E.sensitivity_sweep({"ig": [amap[:32]]}, [lesion], [0.5])
+    with pytest.raises(ValueError, match="1 masks"):
+        E.sensitivity_sweep({"ig": [amap, amap]}, [lesion], [0.5])

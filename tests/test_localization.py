@@ -161,3 +161,54 @@ def test_caption_iou():
     assert L.mean_caption_iou(["a b", "c"], ["a", "d"]) == pytest.approx(0.25)
     with pytest.raises(ValueError):
         L.mean_caption_iou(["a"], [])
+
+
+def test_disc_and_circle_scores_against_a_lesion_mask():
+    d = L.disc_mask(5, 4, 2, (10, 12))
+    assert d[4, 5] and d[4, 7] and d[2, 5] and not d[4, 8] and not d[1, 5]
+    assert L.disc_mask(3, 3, 0, (6, 6)).sum() == 1  # a one-pixel cluster covers its pixel
+    with pytest.raises(ValueError, match="radius"):
+        L.disc_mask(1, 1, -1, (4, 4))
+    import pandas as pd
+
+    lesion = np.zeros((20, 20), bool)
+    lesion[4:8, 4:8] = True
+    circles = pd.DataFrame({"x": [5.5, 15.0], "y": [5.5, 15.0], "radius": [1.0, 2.0]})
+    assert L.circle_overlaps(circles, lesion).tolist() == [True, False]
+    s = L.circle_localization(circles, lesion)
+    assert (s["hit"], s["n_circles"], s["true_circles"], s["false_circles"]) == (1, 2, 1, 1)
+    assert 0 < s["covered"] < 1 and 0 < s["precision"] < 1
+    # a circle around the whole image touches the lesion but is not centred on it
+    big = pd.DataFrame({"x": [15.0], "y": [15.0], "radius": [30.0]})
+    assert L.circle_overlaps(big, lesion).tolist() == [True]
+    s = L.circle_localization(big, lesion)
+    assert s["hit"] == 0 and s["covered"] == 1 and s["precision"] == pytest.approx(16 / 400)
+    assert L.circle_localization(big, lesion, tolerance=8)["hit"] == 1
+    none = L.circle_localization(circles.iloc[:0], lesion)
+    assert none["hit"] == 0 and none["n_circles"] == 0 and none["covered"] == 0
+    with pytest.raises(ValueError, match="lack columns"):
+        L.circle_overlaps(circles.drop(columns="radius"), lesion)
+
+
+def test_pointing_game():
+    lesion = np.zeros((16, 16), bool)
+    lesion[2:5, 2:5] = True
+    amap = np.zeros((16, 16))
+    amap[3, 3] = 1.0
+    assert L.pointing_game(amap, lesion) == 1.0
+    amap2 = np.zeros((16, 16))
+    amap2[3, 6] = 1.0  # one pixel right of the lesion
+    assert L.pointing_game(amap2, lesion) == 0.0
+    assert L.pointing_game(amap2, lesion, tolerance=2) == 1.0
+    assert L.pointing_game(np.ones((16, 16)), lesion) == 0.0  # a flat map points nowhere
+    plateau = np.zeros((16, 16))
+    plateau[1:6, 1:6] = 1.0  # tied maxima spilling past the lesion: their centroid (3, 3) is on it
+    assert L.pointing_game(plateau, lesion) == 1.0
+    plateau[1:6, 1:6], plateau[9:14, 9:14] = 0.0, 1.0
+    assert L.pointing_game(plateau, lesion) == 0.0
+    coarse = np.zeros((8, 8))
+    coarse[1, 1] = 1.0  # covers pixels 2-3 of the 16-pixel grid
+    assert L.pointing_game(coarse, lesion) == 1.0  # coarse maps are upsampled
+    assert math.isnan(L.pointing_game(amap, np.zeros((16, 16), bool)))
+    with pytest.raises(ValueError, match="tolerance"):
+        L.pointing_game(amap, lesion, tolerance=-1)

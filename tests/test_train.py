@@ -344,3 +344,21 @@ def test_unfinished_or_damaged_runs_are_not_reused(tmp_path):
         store.save_result(
             "r", key, metrics={}, predictions={"ids": np.array([{}, 1], dtype=object)}
         )
+
+
+def test_collate_items_equals_default_collate():
+    """fit's and predict's collate stacks with NumPy; it must give default_collate's batch,
+    same dtypes and bytes, and hand anything it does not cover to default_collate."""
+    from torch.utils.data import default_collate
+
+    from mmcxr.train import collate_items
+
+    items = [ToyDataset(6)[i] for i in range(6)]
+    ours, ref = collate_items(items), default_collate(items)
+    assert ours.keys() == ref.keys()
+    for k in ref:
+        assert ours[k].dtype == ref[k].dtype and torch.equal(ours[k], ref[k]), k
+    pairs = [(torch.zeros(2), "a"), (torch.ones(2), "b")]  # not dicts: default_collate's
+    assert list(collate_items(pairs)[1]) == ["a", "b"]
+    with pytest.raises(RuntimeError):  # ragged images: default_collate's error, not a silent mess
+        collate_items([{"x": torch.zeros(2)}, {"x": torch.zeros(3)}])

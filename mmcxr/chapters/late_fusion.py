@@ -63,7 +63,7 @@ _TEXT_FIELDS = ("report", "findings", "impression")
 #: What every parameter must be (checked when the chapter starts: :mod:`mmcxr.params`).
 PARAMETERS: dict[str, Param] = {
     **common(formats=("mimic-cxr-jpg",)),
-    **synthetic(),
+    **synthetic(image_difficulty=True, report_difficulty=True),
     "reports_root": Param("str", optional=True, doc="folder of the report files/ tree"),
     "split_fractions": Param("list", items="float", length=3, low=0, high=1),
     "subsample_negative_fraction": Param("float", low=0.01, high=0.99),

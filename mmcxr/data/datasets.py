@@ -93,10 +93,15 @@ class MultimodalDataset(Dataset):
         item: dict[str, torch.Tensor] = {}
         if self.images is not None:
             pixels = self.images.get_rows([self._rows[i]])[0]
-            img = torch.from_numpy(pixels.astype(np.float32) / 255.0).unsqueeze(0)
-            if self.transform is not None:
-                img = _plain(self.transform(img))
-            item["image"] = _plain(self._normalize(img))
+            scaled = pixels.astype(np.float32) / 255.0
+            if self.transform is None:
+                # NormalizeIntensity's float32 arithmetic, in NumPy: the same numbers, without
+                # MetaTensor dispatch and torch's intra-op threads, which on a busy CPU cost a
+                # small image ten times the arithmetic (the loader share, bench/pipeline.py)
+                item["image"] = torch.from_numpy((scaled - IMAGE_MEAN) / IMAGE_STD).unsqueeze(0)
+            else:
+                img = _plain(self.transform(torch.from_numpy(scaled).unsqueeze(0)))
+                item["image"] = _plain(self._normalize(img))
         for name, t in self.text.items():
             item[name] = t[i]
         item["label"] = self.labels[i]

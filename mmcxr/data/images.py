@@ -223,6 +223,11 @@ def dicom_to_float(ds: pydicom.Dataset, path: str | os.PathLike = "<dataset>") -
     Scaling to [0, 1] uses the VOI step's output range: the LUT's own min..max for a VOI LUT
     Sequence, pydicom's window output range for WindowCenter/Width. Without any VOI tags the
     image's own min..max is used (nothing else defines its display range).
+
+    Every step maps one stored value to one display value, so for 8- and 16-bit stored
+    pixels (every radiograph release) the chain runs once over all *possible* stored values
+    (at most 65,536) and the image is one table lookup: bit-identical to running the chain
+    on every pixel, without float64 copies of a 3056 x 2544 film (:func:`_display_lut`).
     """
     try:
         arr = ds.pixel_array
@@ -239,21 +244,67 @@ def dicom_to_float(ds: pydicom.Dataset, path: str | os.PathLike = "<dataset>") -
             f"pixel array shape {arr.shape}",
         )
     try:
-        arr = apply_modality_lut(arr, ds)
-        lo, hi = _voi_output_range(ds)
-        arr = apply_voi_lut(arr, ds) if lo is not None else arr
+        if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2:
+            lut, index = _display_lut(ds, arr, photometric)
+            return np.take(lut, index)
+        return _display_chain(arr, ds, photometric)  # 32-bit or float pixels: per pixel
     except Exception as e:
         raise ImageDecodeError(
             path, f"invalid modality/VOI LUT tags ({type(e).__name__}: {e})"
         ) from None
-    arr = arr.astype(np.float32)
+
+
+def _display_chain(
+    values: np.ndarray,
+    ds: pydicom.Dataset,
+    photometric: str,
+    minmax: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """The display transform, value by value (pydicom's modality and VOI steps).
+
+    ``minmax``: the modality-output range to scale by when the dataset has no VOI step (the
+    image's own, which a table of all possible values cannot see); default: ``values``'.
+    """
+    out = apply_modality_lut(values, ds)
+    lo, hi = _voi_output_range(ds)
+    if lo is not None:
+        out = apply_voi_lut(out, ds)
+    out = out.astype(np.float32)
     if lo is None:
-        lo, hi = float(arr.min()), float(arr.max())
-    out = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+        lo, hi = minmax if minmax is not None else (float(out.min()), float(out.max()))
+    out = (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
     np.clip(out, 0.0, 1.0, out=out)
     if photometric == "MONOCHROME1":
         out = 1.0 - out
     return out.astype(np.float32, copy=False)
+
+
+def _display_lut(
+    ds: pydicom.Dataset, arr: np.ndarray, photometric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(lut, index)`` with ``lut[index]`` the display image of the 8/16-bit ``arr``.
+
+    The table holds :func:`_display_chain` of every value of ``arr``'s dtype, in the order of
+    the unsigned view of those values (two's complement for signed pixels), so ``index`` is a
+    free view of ``arr``. Same dtypes and same operations as on the whole image, hence the
+    same float32 numbers. Only the min-max scaling of a film without VOI tags looks at the
+    image: its stored range through the (linear, so monotone) rescale, or the values present
+    when a Modality LUT Sequence (any shape) maps them.
+    """
+    unsigned = np.dtype(f"u{arr.dtype.itemsize}")
+    domain = np.arange(1 << (8 * arr.dtype.itemsize), dtype=unsigned).view(arr.dtype)
+    index = arr.view(unsigned)
+    minmax = None
+    if _voi_output_range(ds)[0] is None:
+        modality = apply_modality_lut(domain, ds).astype(np.float32)
+        if ds.get("ModalityLUTSequence"):
+            present = np.bincount(index.ravel(), minlength=len(domain)) > 0
+            used = modality[present]
+        else:
+            ends = np.array([arr.min(), arr.max()], dtype=arr.dtype).view(unsigned)
+            used = modality[ends]
+        minmax = (float(used.min()), float(used.max()))
+    return _display_chain(domain, ds, photometric, minmax), index
 
 
 def _voi_output_range(ds: pydicom.Dataset) -> tuple[float | None, float | None]:

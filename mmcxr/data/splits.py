@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 
 from mmcxr.data.errors import DataWarning
 
-__all__ = ["SPLIT_NAMES", "patient_split"]
+__all__ = ["SPLIT_NAMES", "patient_split", "patient_split_shares"]
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -91,3 +91,40 @@ def _split(items: np.ndarray, strata: np.ndarray | None, test_share: float, seed
         items, strata, test_size=n_test, random_state=seed, stratify=strat
     )
     return a, b, sa, sb
+
+
+def patient_split_shares(
+    df: pd.DataFrame,
+    shares: dict[str, float],
+    seed: int = 0,
+    *,
+    patient_col: str = "subject_id",
+) -> pd.Series:
+    """Assign rows to any number of named parts so that no patient spans two and each part
+    holds about its share of *rows* (images), not of patients.
+
+    Papers report split sizes in images (paper 000: four subsets of 103,864 / 206,888 / 2,813 /
+    4,896 pairs); a patient with many films would skew a split drawn over patients. Patients
+    are sorted, shuffled with ``seed`` and dealt in order, each to the first part still below
+    its target row count. Shares must be positive and sum to 1. Returns a Series of part names
+    aligned with ``df.index``.
+    """
+    if not shares or min(shares.values()) <= 0 or abs(sum(shares.values()) - 1) > 1e-6:
+        raise ValueError(f"shares must be positive and sum to 1, got {shares}")
+    if patient_col not in df.columns:
+        raise KeyError(f"patient_split_shares needs column {patient_col!r}")
+    if df[patient_col].isna().any():
+        raise ValueError(f"patient_split_shares: {patient_col} has blank values")
+    sizes = df.groupby(patient_col, sort=True).size()
+    order = np.random.default_rng(seed).permutation(len(sizes))
+    names = list(shares)
+    targets = np.array([shares[n] * len(df) for n in names])
+    filled = np.zeros(len(names))
+    assign = {}
+    for i in order:
+        patient, n = sizes.index[i], sizes.iloc[i]
+        # the part furthest below its target, relative to it (small parts get their share)
+        j = int(np.argmax((targets - filled) / targets))
+        assign[patient] = names[j]
+        filled[j] += n
+    return df[patient_col].map(assign).rename("split")

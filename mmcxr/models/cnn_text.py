@@ -223,3 +223,21 @@ class KimCNN(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_embedded(self.embedding(batch["token_ids"]))
+
+
+def load_glove(path: str | os.PathLike) -> KeyedVectors:
+    """Read a local GloVe file (``word v1 v2 ...`` per line, no header) or any word2vec-format
+    file: GloVe's own text files lack the ``<count> <dim>`` first line that word2vec has, so
+    the header is looked for rather than assumed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"word vectors not found: {path}")
+    if path.suffix == ".bin":
+        return load_word_vectors(path, binary=True)
+    with path.open(encoding="utf-8", errors="replace") as f:
+        first = f.readline().split()
+    has_header = len(first) == 2 and all(t.isdigit() for t in first)
+    try:
+        return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=not has_header)
+    except Exception as e:
+        raise ValueError(f"{path}: not a GloVe or word2vec-format vectors file ({e})") from e

@@ -81,6 +81,9 @@ class StudyPlan:
     noise_kind: str | None = None  # "dropped" (drawn, not reported) | "added" (reported, not drawn)
     prior_study_id: int | None = None
     prior_labels: frozenset[str] = frozenset()
+    #: what ``SynthConfig.report_difficulty`` did to the report ("omitted:<label>",
+    #: "hedged:<label>", "false_hedge:<label>", "mesh_flipped"), in the ground truth.
+    report_edits: list[str] = field(default_factory=list)
 
     @property
     def frontal(self) -> ImagePlan:
@@ -410,25 +413,76 @@ def _plan_reporting(
             f.status = -1.0
             if cfg.plant_strata:
                 f.severity = _severity(rng, cfg, subtle=True)
-    present = {f.label for f in findings}
     if rng.random() < cfg.hedge_absent_rate:
-        pool = [
-            lab
-            for lab in (
-                "Pneumonia",
-                "Atelectasis",
-                "Consolidation",
-                "Pleural Effusion",
-                "Pneumothorax",
-                "Edema",
-            )
-            if lab not in present
-        ]
-        if pool:
-            lab = pool[int(rng.integers(len(pool)))]
-            g = _finding(rng, cfg, lab, subtle=True)
-            g.drawn, g.status = False, -1.0
-            findings.append(g)
+        _hedge_absent(rng, cfg, findings)
+
+
+#: Findings a report hedges about when they are not there ("cannot exclude pneumonia").
+HEDGED_WHEN_ABSENT = (
+    "Pneumonia",
+    "Atelectasis",
+    "Consolidation",
+    "Pleural Effusion",
+    "Pneumothorax",
+    "Edema",
+)
+
+
+def _hedge_absent(
+    rng: np.random.Generator, cfg: SynthConfig, findings: list[PlannedFinding]
+) -> str | None:
+    """Add a hedge about a finding that is not drawn; returns its label (None if none left)."""
+    present = {f.label for f in findings}
+    pool = [lab for lab in HEDGED_WHEN_ABSENT if lab not in present]
+    if not pool:
+        return None
+    lab = pool[int(rng.integers(len(pool)))]
+    g = _finding(rng, cfg, lab, subtle=True)
+    g.drawn, g.status = False, -1.0
+    findings.append(g)
+    return lab
+
+
+#: At ``SynthConfig.report_difficulty`` d, each finding the report states plainly is left
+#: out with probability ``REPORT_OMIT * d``, else hedged with ``REPORT_HEDGE * d``; a study
+#: gains a hedge about an absent finding with ``REPORT_FALSE_HEDGE * d``; an OpenI study's
+#: MeSH normal/abnormal indexing contradicts its text with ``MESH_FLIP * d``.
+REPORT_OMIT = 0.4
+REPORT_HEDGE = 0.4
+REPORT_FALSE_HEDGE = 0.3
+MESH_FLIP = 0.3
+
+
+def plan_report_difficulty(
+    rng: np.random.Generator, cfg: SynthConfig, study: StudyPlan, dataset: str
+) -> None:
+    """Make one study's report less informative about its film (see the constants above).
+
+    Only what the report says changes (``status``), never what is drawn, so the pixels of a
+    cohort do not depend on the knob; every change is listed in ``study.report_edits``. The
+    draws come from a stream of their own, so at 0 the cohort is the same, byte for byte.
+    """
+    d = cfg.report_difficulty
+    if d <= 0.0:
+        return
+    for f in study.findings:
+        if f.label == "Support Devices" or not f.drawn or f.status != 1.0:
+            continue
+        u = rng.random()
+        if u < REPORT_OMIT * d:
+            f.status = math.nan
+            study.report_edits.append(f"omitted:{f.label}")
+        elif u < (REPORT_OMIT + REPORT_HEDGE) * d:
+            f.status = -1.0
+            study.report_edits.append(f"hedged:{f.label}")
+    if rng.random() < REPORT_FALSE_HEDGE * d:
+        lab = _hedge_absent(rng, cfg, study.findings)
+        if lab is not None:
+            study.report_edits.append(f"false_hedge:{lab}")
+    if dataset == "openi" and rng.random() < MESH_FLIP * d:
+        stated = any(f.status == 1.0 for f in study.findings)
+        if stated or any(f.drawn for f in study.findings):  # else nothing to contradict
+            study.report_edits.append("mesh_flipped")
 
 
 def _plan_noise(rng: np.random.Generator, cfg: SynthConfig, study: StudyPlan) -> None:
@@ -543,6 +597,9 @@ def sample_cohort(
                 else frozenset(),
             )
             _plan_noise(rng, cfg, study)
+            if cfg.report_difficulty > 0:  # its own stream: the main one is left untouched
+                stream = np.random.SeedSequence(seed, spawn_key=(9, i))
+                plan_report_difficulty(np.random.default_rng(stream), cfg, study, dataset)
             if cfg.spurious_label is not None and portable:
                 p_mark = (
                     cfg.spurious_p_positive

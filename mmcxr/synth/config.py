@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,13 +87,23 @@ class SynthConfig:
 
     # --- image difficulty (conspicuity; mmcxr.synth.phantom.Conspicuity) --------------------
     #: 0 (the phantom as drawn) .. 1 (hardest): how hard findings are to see on the film.
-    #: Lowers each finding's contrast and drawn size (never the severity, label or box
-    #: recorded in the ground truth) and overlays every frontal film, normal ones too, with
-    #: lung texture that mimics patchy opacity. Calibrated per chapter (mmcxr.calibration).
+    #: Each finding draws its own difficulty, so a higher value makes a growing share of
+    #: findings fainter and smaller (never changing the planned severity or the labels; boxes
+    #: follow what is drawn), and every film, normal ones too, gets lung texture that mimics
+    #: patchy opacity. Calibrated per chapter (mmcxr.calibration).
     image_difficulty: float = 0.0
     #: per-label overrides of ``image_difficulty`` for contrast and size (CheXpert label ->
     #: value in [0, 1]); the texture overlay is film-wide and follows ``image_difficulty``.
     image_difficulty_by_label: dict[str, float] = field(default_factory=dict)
+
+    # --- report informativeness (mmcxr.synth.cohort.plan_report_difficulty) -----------------
+    #: 0 (each report says what the plan above decided) .. 1 (least informative): a growing
+    #: share of the findings on the film are left out of the report or only hedged, normal
+    #: studies hedge about findings that are not there, and (OpenI) the MeSH normal/abnormal
+    #: indexing disagrees with the text. The pixels never change; the labels follow the text
+    #: (as the CheXpert labeller's do), so the knob weakens the text as evidence of the film.
+    #: Calibrated per chapter (mmcxr.calibration), like ``image_difficulty``.
+    report_difficulty: float = 0.0
 
     # --- report style ---------------------------------------------------------------------
     #: OpenI: share of reports with an empty FINDINGS element, and among the others, share
@@ -149,6 +160,7 @@ class SynthConfig:
             ) or f.name.startswith("spurious_p_"):
                 prob(f.name, value)
         prob("image_difficulty", self.image_difficulty)
+        prob("report_difficulty", self.report_difficulty)
         for label, value in self.image_difficulty_by_label.items():
             if label not in FINDING_LABELS:
                 raise ValueError(
@@ -186,6 +198,19 @@ class SynthConfig:
                 f" to 1, got {self.split_fractions!r}"
             )
 
+    @classmethod
+    def from_chapter(cls, params: Mapping[str, Any]) -> SynthConfig:
+        """The config a chapter's ``synth_*`` difficulty parameters ask for (the defaults for
+        any it does not declare), so that a notebook, the book's data step and a calibration
+        run build the same cohort from the same parameters."""
+        return cls(
+            **{
+                name: float(params[f"synth_{name}"])
+                for name in CHAPTER_KNOBS
+                if params.get(f"synth_{name}") is not None
+            }
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["split_fractions"] = list(self.split_fractions)
@@ -204,6 +229,10 @@ class SynthConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+#: The difficulty knobs a chapter may expose as ``synth_<knob>`` parameters.
+CHAPTER_KNOBS = ("image_difficulty", "report_difficulty")
 
 
 #: The MIMIC-CXR report layouts :func:`mimic_report_layouts` shares out.

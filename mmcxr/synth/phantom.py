@@ -186,12 +186,13 @@ class Rendered:
     anatomy_boxes: dict[str, _BOX]  # Chest ImaGenome bbox_name -> (x1, y1, x2, y2)
 
 
-#: At difficulty 1 a finding keeps ``1 - CONTRAST_LOSS`` of its density, is drawn at
-#: ``1 - SIZE_LOSS`` of its severity (size and density both follow severity), and every film's
-#: lungs carry patchy texture of peak density about ``TEXTURE`` (see :class:`Conspicuity`).
-CONTRAST_LOSS = 0.6
+#: A finding at its own difficulty ``e`` (see :class:`Conspicuity`) keeps ``1 - CONTRAST_LOSS
+#: * e`` of its density and is drawn at ``1 - SIZE_LOSS * e`` of its severity (size and density
+#: both follow severity); at knob ``d`` every film's lungs carry patchy texture of peak density
+#: about ``TEXTURE * d``.
+CONTRAST_LOSS = 0.7
 SIZE_LOSS = 0.5
-TEXTURE = 0.35
+TEXTURE = 0.5
 #: Labels the film-wide ``difficulty`` leaves alone (devices are metal, not lesions); a
 #: per-label override still applies to them.
 CONSPICUITY_EXEMPT = frozenset({"Support Devices"})
@@ -201,16 +202,25 @@ CONSPICUITY_EXEMPT = frozenset({"Support Devices"})
 class Conspicuity:
     """How hard findings are to see: ``difficulty`` 0 (as drawn) .. 1 (hardest).
 
-    Three things make a real finding hard to read, and the knob turns all three together:
-    its *contrast* (density multiplied by ``1 - CONTRAST_LOSS * d``), its *size* (drawn at
-    severity ``severity * (1 - SIZE_LOSS * d)``: smaller and fainter, with its mask and box
-    following what is drawn), and how far its *texture overlaps normal anatomy* (every
-    frontal and lateral film, normal or not, gets smooth patchy lung density with the grain
-    of airspace disease, peak about ``TEXTURE * d``, drawn from its own stream so the other
-    pixels do not move). ``by_label`` overrides ``d`` per CheXpert label for contrast and
-    size; the texture is film-wide and follows ``difficulty``. At 0 (the default) nothing is
-    changed, pixel for pixel. The planned severity recorded in a cohort's ground truth is
-    never changed: the knob decides only what reaches the film.
+    Three things make a real finding hard to read, and the knob turns all three: its
+    *contrast*, its *size*, and how far its *texture overlaps normal anatomy*. Findings are
+    not all equally hard, so each one gets its own difficulty ``e`` (:meth:`level`): ``u **
+    ((1 - d) / d)`` for the knob ``d`` and a uniform draw ``u`` fixed by the finding (both
+    views of a study agree). ``e`` is 0 at ``d = 0``, 1 at ``d = 1``, uniform at ``d = 0.5``;
+    the share of findings harder than ``x`` is ``1 - x ** (d / (1 - d))``, so turning the knob
+    moves findings from obvious to occult gradually, rather than making all of them faint at
+    once (a classifier on a small cohort then either sees all of them or none). A finding at
+    ``e`` keeps ``1 - CONTRAST_LOSS * e`` of its density and is drawn at severity ``severity
+    * (1 - SIZE_LOSS * e)``: smaller and fainter, with its mask and box following what is
+    drawn. Every frontal and lateral film, normal or not, also gets smooth patchy lung density
+    with the grain of airspace disease, peak about ``TEXTURE * d``, from its own random stream
+    so the other pixels do not move.
+
+    ``by_label`` overrides ``d`` per CheXpert label for contrast and size; the texture is
+    film-wide and follows ``difficulty``. At 0 (the default) nothing changes, pixel for
+    pixel. The planned severity recorded in a cohort's ground truth is never changed: the
+    knob decides only what reaches the film. ``Finding.attrs["conspicuity_draw"]`` (in
+    [0, 1)) fixes a finding's ``u`` by hand.
     """
 
     difficulty: float = 0.0
@@ -225,20 +235,32 @@ class Conspicuity:
             raise ValueError(f"Conspicuity.by_label: unknown labels {sorted(unknown)}")
 
     def of(self, label: str) -> float:
-        """The difficulty of one label (its override, else the film-wide value)."""
+        """The knob for one label (its override, else the film-wide value)."""
         if label in self.by_label:
             return float(self.by_label[label])
         return 0.0 if label in CONSPICUITY_EXEMPT else float(self.difficulty)
 
-    def contrast(self, label: str) -> float:
-        return 1.0 - CONTRAST_LOSS * self.of(label)
+    def level(self, finding: Finding) -> float:
+        """This finding's own difficulty ``e`` in [0, 1] (see the class)."""
+        d = self.of(finding.label)
+        if d <= 0.0 or d >= 1.0:
+            return d
+        u = finding.attrs.get("conspicuity_draw")
+        if u is None:  # a hash of the finding: the same on every view of a study
+            key = [FINDING_LABELS.index(finding.label), int(round(finding.severity * 2**40))]
+            u = np.random.default_rng([17, *key]).random()
+        return float(u) ** ((1.0 - d) / d)
+
+    def contrast(self, finding: Finding) -> float:
+        """The share of its density a finding keeps."""
+        return 1.0 - CONTRAST_LOSS * self.level(finding)
 
     def drawn(self, finding: Finding) -> Finding:
-        """The finding as it reaches the film: its severity scaled by ``1 - SIZE_LOSS * d``."""
-        d = self.of(finding.label)
-        if d == 0.0:
+        """The finding as it reaches the film: severity scaled by ``1 - SIZE_LOSS * e``."""
+        e = self.level(finding)
+        if e == 0.0:
             return finding
-        return dataclasses.replace(finding, severity=finding.severity * (1.0 - SIZE_LOSS * d))
+        return dataclasses.replace(finding, severity=finding.severity * (1.0 - SIZE_LOSS * e))
 
     @property
     def texture(self) -> float:
@@ -361,13 +383,14 @@ def render(
     if conspicuity is not None and not isinstance(conspicuity, Conspicuity):
         raise TypeError(f"conspicuity must be a Conspicuity, got {type(conspicuity).__name__}")
     seen = conspicuity or Conspicuity()
+    gains = [seen.contrast(f) for f in findings]
     findings = tuple(seen.drawn(f) for f in findings)
     rows, cols = film_shape(int(rows))
     base = int(rng.integers(0, 2**62))
     frame = _Frame(rows, cols, anatomy)
     keyed = _keyed_findings(findings, base)
-    for k in keyed:
-        k.gain = seen.contrast(k.finding.label)
+    for k, gain in zip(keyed, gains, strict=True):
+        k.gain = gain
     texture = (seen.texture, np.random.default_rng([base, 3]))
     if view in ("LATERAL", "LL"):
         view = "LATERAL"
@@ -1128,7 +1151,7 @@ def _lung_texture(
         return
     amp, rng = texture
     shape = lung_t.shape
-    blobs = np.clip(_coarse_noise(rng, shape, 6) - _F(0.7), 0.0, 1.5)
+    blobs = np.clip(_coarse_noise(rng, shape, 6) - _F(0.5), 0.0, 1.5)
     patch = np.clip((_coarse_noise(rng, shape, 12) + _F(0.8)) * _F(0.6), 0.0, 1.0)
     atten[sl] += _F(amp / 1.5) * blobs * patch * lung_t
 

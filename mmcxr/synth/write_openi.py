@@ -198,12 +198,16 @@ def plan_mesh(studies: list[StudyPlan], seed: int, agreement_rate: float) -> dic
     are indexed in full (they agree); every other abnormal study keeps each automatic term with
     probability :data:`AUTOMATIC_KEEP` (some with an alternative term), and one that would
     still agree by chance loses a term, so the measured agreement equals the rate whenever
-    enough studies qualify. Normal studies get ``normal`` and no automatic terms.
+    enough studies qualify. Normal studies get ``normal`` and no automatic terms. A study
+    whose ``report_edits`` say ``mesh_flipped`` is indexed against its text: ``normal`` when
+    the text states a finding, the drawn findings' terms when it states none.
     """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(5,)))
     majors: dict[int, tuple[str, ...]] = {}
     for s in studies:
         positives = [f for f in s.findings if f.status == 1.0]
+        if "mesh_flipped" in s.report_edits:  # the indexer contradicts the text (see cohort)
+            positives = [] if positives else [f for f in s.findings if f.drawn]
         majors[s.index] = (
             tuple(dict.fromkeys(major_term(f) for f in positives)) if positives else ("normal",)
         )

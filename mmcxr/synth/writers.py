@@ -102,6 +102,7 @@ def ground_truth_rows(
         "spurious_label": config.spurious_label if config.spurious_label else math.nan,
         "noise_label": study.noise_label or math.nan,
         "noise_kind": study.noise_kind or math.nan,
+        "report_edits": ";".join(study.report_edits) or math.nan,
     }
     ptx = [f for f in study.findings if f.label == "Pneumothorax" and f.drawn]
     row["stratum_pneumothorax_chest_tube"] = (
