@@ -80,3 +80,26 @@ def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise MetricsError(f"{p}: not valid JSON ({exc})") from None
     return validate_metrics(obj, str(p))
+
+
+def write_chapter_outputs(
+    out_dir: str | os.PathLike,
+    params: Mapping[str, Any],
+    *,
+    chapter: str,
+    paper: str,
+    verdicts: pd.DataFrame,
+    **sections: Any,
+) -> Path:
+    """A chapter run's ``claims.json`` (from its verdicts) and ``metrics.json`` (``sections``),
+    both validated and written atomically; returns the path of ``claims.json``.
+
+    Every chapter ends the same way, so the pairing of the two files lives here once and a
+    chapter's ``write_outputs`` only says which tables it keeps.
+    """
+    from mmcxr import claims
+
+    record = claims.claims_record(verdicts, chapter=chapter, paper=paper, params=params)
+    path = claims.write_claims(out_dir, **record)
+    write_metrics(out_dir, chapter=chapter, params=params, **sections)
+    return path

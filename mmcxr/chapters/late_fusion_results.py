@@ -34,7 +34,7 @@ from mmcxr.chapters.late_fusion import (
     run_label,
 )
 from mmcxr.claims import ClaimSpec, Verdict
-from mmcxr.results import records, write_metrics
+from mmcxr.results import records, write_chapter_outputs
 
 
 def with_labels(table: pd.DataFrame) -> pd.DataFrame:
@@ -412,12 +412,12 @@ def write_outputs(
 ) -> Path:
     """``claims.json`` and ``metrics.json`` of this run (both validated, written atomically);
     returns the path of ``claims.json``."""
-    record = claims.claims_record(verdicts, chapter=SLUG, paper=PAPER, params=params)
-    path = claims.write_claims(out_dir, **record)
-    write_metrics(
+    return write_chapter_outputs(
         out_dir,
+        params,
         chapter=SLUG,
-        params=params,
+        paper=PAPER,
+        verdicts=verdicts,
         cohort={"flow": records(cohort.flow), "splits": records(cohort.split_counts())},
         results=results,
         sensitivity=sensitivity,
@@ -428,4 +428,3 @@ def write_outputs(
         },
         headline=headline(cohort, results, sensitivity, verdicts),
     )
-    return path

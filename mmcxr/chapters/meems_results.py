@@ -22,7 +22,7 @@ from mmcxr import claims, evaluate, metrics, plots
 from mmcxr.chapters import meems_reference as reference
 from mmcxr.chapters.meems import LABELS, PAPER, SLUG, Cohort
 from mmcxr.claims import ClaimSpec, Verdict
-from mmcxr.results import records, write_metrics
+from mmcxr.results import records, write_chapter_outputs
 
 NAMES = {"baseline": "ResNet baseline", "meems": "MEEMS"}
 #: Planted strata: (name, output read, easy stratum, hard stratum) -- see :func:`strata_masks`.
@@ -549,14 +549,11 @@ def write_outputs(out_dir: Path, params: Mapping[str, object], *, cohort: Cohort
     """``claims.json`` and ``metrics.json`` (validated, atomic); returns the claims path."""
     from mmcxr.chapters.meems import split_table
 
-    record = claims.claims_record(verdicts, chapter=SLUG, paper=PAPER, params=params)
-    path = claims.write_claims(out_dir, **record)
-    write_metrics(
-        out_dir, chapter=SLUG, params=params,
+    return write_chapter_outputs(
+        out_dir, params, chapter=SLUG, paper=PAPER, verdicts=verdicts,
         cohort={"flow": records(cohort.flow), "splits": records(split_table(cohort).reset_index())},
         results=results, **{k: records(v.reset_index()) for k, v in tables.items()},
         runs={n: {k: r.metrics.get(k) for k in ("best_epoch", "epochs_run")} | {"path": str(r.path)}
               for n, r in runs.items()},
         headline=dict(headline_numbers),
     )  # fmt: skip
-    return path
