@@ -564,3 +564,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def generate_at(fmt: str, tmp_path: Path, knob: str, values, *, n: int, seed: int) -> dict:
+    """A tiny synthetic cohort of ``fmt`` per value of one ``SynthConfig`` knob (same seed),
+    by value: how a test compares what a knob changes."""
+    from mmcxr.synth import SynthConfig, generate
+
+    return {
+        v: generate(
+            fmt,
+            tmp_path / f"{knob}-{v}",
+            n=n,
+            seed=seed,
+            image_size=48,
+            workers=1,
+            config=SynthConfig(**{knob: v}),
+            progress=False,
+        )
+        for v in values
+    }

@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import generate_at
 
 from mmcxr import book, params
 from mmcxr.data.roots import synthetic_root_name
 from mmcxr.names import CONFIG_FILE
-from mmcxr.synth import SynthConfig, generate
+from mmcxr.synth import SynthConfig
 from mmcxr.synth.labels import LABEL_ZONES
 from mmcxr.synth.phantom import Conspicuity, Finding, render, sample_anatomy
 
@@ -192,19 +193,7 @@ def test_two_difficulties_never_share_a_cached_cohort():
 
 
 def test_generator_records_the_knob_and_changes_only_the_pixels(tmp_path):
-    roots = {
-        d: generate(
-            "mimic-cxr-jpg",
-            tmp_path / f"d{d}",
-            n=4,
-            seed=3,
-            image_size=48,
-            workers=1,
-            config=SynthConfig(image_difficulty=d),
-            progress=False,
-        )
-        for d in (0.0, 1.0)
-    }
+    roots = generate_at("mimic-cxr-jpg", tmp_path, "image_difficulty", (0.0, 1.0), n=4, seed=3)
     recorded = json.loads((roots[1.0] / CONFIG_FILE).read_text())["config"]
     assert recorded["image_difficulty"] == 1.0
     assert recorded["image_difficulty_by_label"] == {}

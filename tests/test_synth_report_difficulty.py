@@ -9,11 +9,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import generate_at
 from sklearn.metrics import roc_auc_score
 
 from mmcxr import book, params
 from mmcxr.names import CONFIG_FILE, GROUND_TRUTH_FILE
-from mmcxr.synth import SynthConfig, generate
+from mmcxr.synth import SynthConfig
 from mmcxr.synth.cohort import MESH_FLIP, REPORT_OMIT, sample_cohort
 from mmcxr.synth.write_openi import plan_mesh
 
@@ -75,19 +76,7 @@ def test_openi_mesh_contradicts_the_text_only_when_asked():
 
 
 def test_generator_records_the_knob_and_keeps_the_pixels(tmp_path):
-    roots = {
-        d: generate(
-            "openi",
-            tmp_path / f"r{d}",
-            n=12,
-            seed=2,
-            image_size=48,
-            workers=1,
-            config=SynthConfig(report_difficulty=d),
-            progress=False,
-        )
-        for d in (0.0, 1.0)
-    }
+    roots = generate_at("openi", tmp_path, "report_difficulty", (0.0, 1.0), n=12, seed=2)
     recorded = json.loads((roots[1.0] / CONFIG_FILE).read_text())["config"]
     assert recorded["report_difficulty"] == 1.0
     images = sorted(p.relative_to(roots[0.0]) for p in roots[0.0].rglob("*.png"))
