@@ -166,7 +166,7 @@ def _calibrations() -> dict[str, Calibration]:
             metric="auroc",
             target=ref.RESULTS[("image", "full", "bce")][4],
             baseline="test AUROC of the image-only model (full training set, BCE loss)",
-            source="Chao & Li, Figure 2 (Image Full BCE loss)",
+            source="Chao & Li, Figure 2: Image, Full, BCE loss",
             measure=_late_fusion_image,
             keys=lf_keys,
         )
