@@ -1,5 +1,5 @@
 """Evaluation procedures built on :mod:`mmcxr.metrics`: the bimodal sensitivity test and
-bootstrap intervals for whole prediction tables.
+bootstrap intervals for whole prediction tables, and the scores of generated samples.
 
 The sensitivity test is paper 001's (Figure 2, bottom table): a fused model is re-scored with one
 modality permuted across the test set, so each case keeps its label and its other modality but
@@ -20,7 +20,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mmcxr.metrics import METRIC_NAMES, binary_metrics, ci_wide, metrics_with_ci, multilabel_metrics
+from mmcxr.metrics import (
+    METRIC_NAMES,
+    auroc,
+    binary_metrics,
+    ci_wide,
+    metrics_with_ci,
+    multilabel_metrics,
+    sharpness,
+)
 
 CONDITIONS = {"normal": None, "image shuffled": "image", "text shuffled": "text"}
 """Rows of the sensitivity table and the modality each one shuffles."""
@@ -233,3 +241,33 @@ def worst_error_cluster(
     err = np.asarray(errors, dtype=float)
     means = [err[labels == c].mean() if (labels == c).any() else -np.inf for c in range(k)]
     return labels, int(np.argmax(means))
+
+
+def generation_scores(
+    y: np.ndarray,
+    samples: Mapping[str, np.ndarray],
+    judges: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+    real_sharpness: Mapping[str, float],
+) -> list[dict[str, Any]]:
+    """How samples generated for items with labels ``y`` score, one row per modality of
+    ``samples`` (in that order): ``{"modality", "coherence", "sharpness"}``.
+
+    ``coherence`` is the AUROC with which the modality's judge (a classifier trained on real
+    data, scores from samples) recovers the label of the item each sample was generated
+    from: a threshold-free form of the coherence accuracy of the multimodal-VAE papers.
+    ``sharpness`` is the mean :func:`~mmcxr.metrics.sharpness` of generated images (display
+    intensity) over ``real_sharpness`` of that modality (1: as sharp as real). A modality
+    without a judge, or without a real sharpness, gets NaN there.
+    """
+    rows = []
+    for name, x in samples.items():
+        judge = judges.get(name)
+        real = real_sharpness.get(name)
+        rows.append(
+            {
+                "modality": name,
+                "coherence": auroc(y, judge(x)) if judge is not None else np.nan,
+                "sharpness": float(sharpness(x).mean()) / real if real is not None else np.nan,
+            }
+        )
+    return rows

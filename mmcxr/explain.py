@@ -8,7 +8,10 @@
   threshold ("sight sensitivity"), cluster them without supervision, and draw one bounding
   circle per cluster (centre = centroid, radius = farthest member).
 * :func:`token_scores` / :func:`token_gradient_scores` are paper 002's text explanations: the
-  squared gradient summed over each token's embedding row, normalised to shares of 1.
+  squared gradient summed over each token's embedding row, normalised to shares of 1;
+  :func:`word_scores` gives them per report with its words, top word and hit rate.
+* :func:`attribution_maps` computes IG, the plain gradient and Grad-CAM (at :func:`cam_layer`)
+  for a dataset of images; :func:`sensitivity_sweep` scores them against lesion masks.
 * :func:`plot_attribution`, :func:`token_scores_html`, :func:`plot_token_scores` draw them.
 """
 
@@ -254,6 +257,51 @@ def token_gradient_scores(
         ).attribute(ids, target=tgt, additional_forward_args=extras or None)
     mask = batch.get(mask_key) if mask_key else None
     return token_scores(grad, mask)
+
+
+def word_scores(
+    model: nn.Module,
+    token_ids: torch.Tensor,
+    itos: Sequence[str],
+    targets: Sequence[set[str]] | None = None,
+    *,
+    embedding: nn.Module | None = None,
+    ids_key: str = "token_ids",
+) -> pd.DataFrame:
+    """Per-word scores (:func:`token_gradient_scores`) of a word-id text model on reports
+    ``token_ids`` ``(B, T)`` (0 is padding), with ``itos`` naming the ids.
+
+    One row per report: ``prob`` (the model's sigmoid output), ``words``, ``scores`` (one per
+    word, summing to 1), ``top_word``, ``top_hit`` (1 when ``targets[b]``, the report's words
+    that name what it shows, holds the top word) and ``chance`` (the share of the report's words
+    in ``targets[b]``: the hit rate of a word picked at random). ``embedding``: the layer whose
+    rows are scored, by default ``model.text_encoder.embedding``.
+    """
+    ids = torch.as_tensor(token_ids)
+    layer = embedding if embedding is not None else model.text_encoder.embedding
+    batch = {ids_key: ids, "attention_mask": (ids != 0).long()}
+    model = model.eval()
+    scores = token_gradient_scores(model, batch, layer, ids_key=ids_key)
+    with torch.no_grad():
+        probs = torch.sigmoid(model({ids_key: ids})).numpy()
+    out = []
+    for j in range(len(ids)):
+        n = int((ids[j] != 0).sum())
+        ws = [itos[int(t)] for t in ids[j, :n]]
+        s = scores[j, :n].numpy()
+        target = targets[j] if targets is not None else set()
+        top = ws[int(np.argmax(s))] if n else ""
+        out.append(
+            {
+                "prob": float(probs[j]),
+                "words": ws,
+                "scores": s,
+                "top_word": top,
+                "top_hit": float(top in target),
+                "chance": float(np.mean([w in target for w in ws])) if n else np.nan,
+            }
+        )
+    return pd.DataFrame(out, columns=["prob", "words", "scores", "top_word", "top_hit", "chance"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -528,6 +576,15 @@ def plot_token_scores(
 # --------------------------------------------------------------------------------------------
 # baselines to integrated gradients, and the sight-sensitivity sweep against known lesions
 
+#: The image attributions of :func:`attribution_maps`, in the order it computes them.
+IMAGE_METHODS = ("integrated gradients", "gradient", "grad-cam")
+#: The columns of :func:`sensitivity_sweep`'s two tables.
+SWEEP_COLUMNS = (
+    ("method", "threshold", "image", "hit", "n_circles", "true_circles", "false_circles",
+     "covered", "precision"),
+    ("method", "image", "pointing"),
+)  # fmt: skip
+
 
 def gradient_image(
     model: nn.Module,
@@ -585,7 +642,7 @@ def grad_cam_image(
 
 def sensitivity_sweep(
     maps: Mapping[str, Sequence[np.ndarray | torch.Tensor]],
-    masks: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray] | None,
     thresholds: Sequence[float],
     *,
     tolerance: int = 0,
@@ -599,9 +656,13 @@ def sensitivity_sweep(
     :func:`mmcxr.localization.circle_localization`'s columns, and one row per method and image
     with its pointing-game score (which needs no threshold); ``tolerance`` grows the lesion
     masks for both (pixels). ``circle_kwargs`` go to
-    :func:`sight_sensitivity` (clustering method, ``max_clusters`` ...).
+    :func:`sight_sensitivity` (clustering method, ``max_clusters`` ...). Without lesion masks
+    (``masks=None``: a real root has none) both tables are empty, with their columns.
     """
     from mmcxr.localization import circle_localization, pointing_game
+
+    if masks is None:
+        return tuple(pd.DataFrame(columns=list(cols)) for cols in SWEEP_COLUMNS)
 
     rows, points = [], []
     for method, method_maps in maps.items():
@@ -624,3 +685,59 @@ def sensitivity_sweep(
                     | circle_localization(circles, mask, tolerance)
                 )
     return pd.DataFrame(rows), pd.DataFrame(points)
+
+
+# --------------------------------------------------------------------------------------------
+# the three image attributions of an image classifier
+
+
+def cam_layer(model: nn.Module) -> nn.Module:
+    """The layer Grad-CAM reads in a classifier's ``image_encoder``: a DenseNet's final norm
+    (its last map), a ResNet's ``layer4``."""
+    enc = model.image_encoder
+    if hasattr(enc, "features") and hasattr(enc.features, "norm5"):
+        return enc.features.norm5
+    return enc.layer4
+
+
+def cam_grid(model: nn.Module, image_size: int, image_key: str = "image") -> int:
+    """Cells a side of the map Grad-CAM reads (:func:`cam_layer`) for a square image."""
+    grid: list[int] = []
+    hook = cam_layer(model).register_forward_hook(lambda m, i, o: grid.append(o.shape[-1]))
+    try:
+        with torch.no_grad():
+            model.eval()({image_key: torch.zeros(1, 1, image_size, image_size)})
+    finally:
+        hook.remove()
+    return grid[0]
+
+
+def attribution_maps(
+    model: nn.Module,
+    ds: Sequence[Mapping[str, torch.Tensor]],
+    *,
+    ig_steps: int = 32,
+    batch_size: int = 8,
+    image_key: str = "image",
+) -> dict[str, list[np.ndarray]]:
+    """For each image of ``ds`` (items holding ``image_key``): integrated gradients (from a
+    black image), the plain gradient and Grad-CAM (at :func:`cam_layer`), each an ``(H, W)``
+    map of the output logit, keyed by :data:`IMAGE_METHODS`."""
+    from mmcxr.data.datasets import IMAGE_MEAN, IMAGE_STD
+
+    black = (0.0 - IMAGE_MEAN) / IMAGE_STD  # the letterbox's padding, after normalisation
+    maps: dict[str, list[np.ndarray]] = {m: [] for m in IMAGE_METHODS}
+    model = model.eval()
+    for start in range(0, len(ds), batch_size):
+        batch = torch.utils.data.default_collate(
+            [ds[i] for i in range(start, min(len(ds), start + batch_size))]
+        )
+        batch = {image_key: batch[image_key]}
+        ig = integrated_gradients_image(
+            model, batch, baseline=black, n_steps=ig_steps, image_key=image_key
+        )
+        grad = gradient_image(model, batch, image_key=image_key)
+        cam = grad_cam_image(model, batch, cam_layer(model), image_key=image_key)
+        for name, a in zip(IMAGE_METHODS, (ig.attributions, grad, cam), strict=True):
+            maps[name] += [m.sum(0).numpy() for m in a]
+    return maps

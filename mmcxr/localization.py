@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,45 @@ def boxes_to_mask(boxes: Iterable[Box] | Box, shape: tuple[int, int]) -> np.ndar
         r1, r2 = int(np.clip(round(y1), 0, h)), int(np.clip(round(y2), 0, h))
         mask[r1:r2, c1:c2] = True
     return mask
+
+
+def lesion_masks(
+    image_ids: Sequence[str],
+    gt: pd.DataFrame,
+    cache,
+    size: int,
+    *,
+    key: Callable[[str], str] | None = None,
+) -> list[np.ndarray]:
+    """Each image's planted findings (a synthetic root's ground truth, ``box_*`` columns) as
+    one boolean ``(size, size)`` mask on the cache's letterboxed grid.
+
+    The ground truth's boxes are inclusive pixel corners in the source image; they are mapped
+    through the cache's geometry (``cache.geometry(image_id).map_box``) and rounded outwards.
+    ``key`` maps an image id, in ``image_ids`` and in ``gt["image_id"]`` alike, to the id both
+    share (when the cohort's loader names images differently from the ground truth).
+    """
+    from mmcxr.data.ground_truth import parse_box
+
+    key = key or (lambda v: v)
+    box_cols = [c for c in gt.columns if c.startswith("box_")]
+    truth = gt.set_index(gt["image_id"].map(key))
+    out = []
+    for image_id in image_ids:
+        k = key(image_id)
+        if k not in truth.index:
+            raise KeyError(f"image {image_id} is not in the ground-truth table")
+        g = cache.geometry(image_id)
+        boxes = []
+        for c in box_cols:
+            b = parse_box(truth.at[k, c])
+            if b is not None:
+                x1, y1, x2, y2 = b
+                bx1, by1, bx2, by2 = g.map_box((x1, y1, x2 + 1, y2 + 1))
+                # outward to whole pixels: a one-pixel-thin finding must not vanish when shrunk
+                boxes.append((np.floor(bx1), np.floor(by1), np.ceil(bx2), np.ceil(by2)))
+        out.append(boxes_to_mask(boxes, (size, size)))
+    return out
 
 
 def upsample(saliency: np.ndarray | torch.Tensor, shape: tuple[int, int]) -> np.ndarray:

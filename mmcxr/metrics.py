@@ -732,3 +732,18 @@ def mean_f1(y_true: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> float
     if y.ndim == 1:
         return f1(y, p, threshold)
     return float(np.mean([f1(y[:, j], p[:, j], threshold) for j in range(y.shape[1])]))
+
+
+# --------------------------------------------------------------------------------------------
+# images
+
+
+def sharpness(images: np.ndarray) -> np.ndarray:
+    """Mean gradient magnitude (Sobel) of each image ``(N, H, W)`` in display intensity:
+    blur weakens edges and lowers it, so "less blurry" becomes "a higher value"."""
+    from scipy import ndimage
+
+    x = np.asarray(images, dtype=np.float64).reshape(len(images), *np.shape(images)[-2:])
+    gx = ndimage.sobel(x, axis=-1, mode="nearest")
+    gy = ndimage.sobel(x, axis=-2, mode="nearest")
+    return np.hypot(gx, gy).mean(axis=(-2, -1))

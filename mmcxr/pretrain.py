@@ -4,19 +4,23 @@ Papers start from BioBERT or ClinicalBERT; no weights are downloaded here, so un
 folder is given a chapter trains a WordPiece vocabulary and a small BERT on its corpus by
 masked-language modelling. The result is saved under a key of its settings and its corpus,
 so a re-executed chapter (or another chapter with the same recipe) reuses it.
+
+Image encoders are pretrained the same way on a labelled image release:
+:func:`chestxray14_run` trains an image classifier on ChestX-ray14's 14 findings, as a keyed
+run of a :class:`~mmcxr.runs.RunStore`, whose encoder a chapter then fine-tunes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mmcxr import models
 from mmcxr.atomic import write_text
-from mmcxr.runs import canonical_json, run_key
+from mmcxr.runs import RunResult, RunStore, canonical_json, fingerprint_table, run_key
 
 #: Reports per masked-language-model batch (fixed, so the encoder does not depend on the
 #: classifiers' batch size).
@@ -87,3 +91,61 @@ def text_encoder_dir(
     models.save_text_model(d, encoder, tokenizer)
     write_text(losses_file, json.dumps(losses))
     return d, losses
+
+
+#: The :class:`~mmcxr.runs.RunStore` name of :func:`chestxray14_run`'s run.
+CHESTXRAY14_RUN = "pretrain-chestxray14"
+
+
+def chestxray14_run(
+    cxr: Any,
+    cache: Any,
+    store: RunStore,
+    config: Mapping[str, Any],
+    *,
+    build: Callable[[int], Any],
+    fit: Callable[..., Any],
+    seed: int = 0,
+) -> tuple[RunResult, str]:
+    """An image classifier trained on ChestX-ray14's 14 labels, patients split 90/10: the run
+    (reused when finished) and its key, with which ``store.load_model(CHESTXRAY14_RUN, key,
+    build(14))`` gives back its weights.
+
+    ``cxr``: a ChestX-ray14 image table (:func:`mmcxr.data.load_chestxray14`) whose images
+    ``cache`` holds; ``config``: the settings the run depends on (its key, with the images);
+    ``build(n_outputs)``: a fresh model (built under ``seed``); ``fit(model, train_ds, val_ds,
+    checkpoint_dir)``: trains it and returns its :class:`mmcxr.train.History` (with
+    ``val_auroc``).
+    """
+    import torch
+
+    from mmcxr import data
+
+    labels = list(data.CHESTXRAY14_LABELS)
+    table = cxr.reset_index(drop=True)
+    split = data.patient_split(table, (0.9, 0.1, 0.0), int(seed))
+    y = table[labels].to_numpy(dtype="float32")
+
+    def ds(mask):
+        rows = table[mask]
+        return data.MultimodalDataset(
+            y[mask.to_numpy()], images=cache, image_keys=rows["image_id"].tolist()
+        )
+
+    fp = hashlib.sha256(
+        f"{fingerprint_table(table, ['image_id', *labels])}:{cache.manifest.get('sha256')}".encode()
+    ).hexdigest()
+
+    def work(ckpt: Path) -> dict:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            model = build(len(labels))
+        history = fit(model, ds(split == "train"), ds(split == "val"), ckpt)
+        last = history.table.iloc[-1]
+        return {
+            "metrics": {"val_auroc": float(last["val_auroc"]), "n_images": len(table)},
+            "history": history,
+            "model": model,
+        }
+
+    return store.get_or_run(CHESTXRAY14_RUN, config, fp, work), run_key(config, fp)

@@ -7,11 +7,17 @@ is learnable but not trivial (and, as in the papers, that the text is far strong
 image); tests use it to check the generator's planted signal. It sits beside
 :mod:`mmcxr.evaluate` rather than in a chapter so that any chapter or check can probe any
 release the same way; it reads tables and arrays only (:mod:`mmcxr.data` for the split).
+
+Two more probes read what a model has made rather than the raw data: :func:`latent_probes`
+fits a logistic regression per set of latent features (a representation per subset of
+modalities, say) and scores it on held-out items; :func:`train_judges` fits the judges that
+score generated films and reports for the label of the item they were generated from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +27,15 @@ from tqdm.auto import tqdm
 from mmcxr.data.splits import patient_split
 from mmcxr.labels import CHEXPERT_LABELS
 
-__all__ = ["common_labels", "signal_check", "signal_numbers"]
+__all__ = [
+    "Judges",
+    "bag_of_ids",
+    "common_labels",
+    "latent_probes",
+    "signal_check",
+    "signal_numbers",
+    "train_judges",
+]
 
 
 def common_labels(
@@ -132,3 +146,89 @@ def signal_numbers(signal: pd.DataFrame | None) -> dict[str, Any]:
         "image_auroc_min": float(image.min()),
         "image_auroc_max": float(image.max()),
     }
+
+
+def latent_probes(
+    train: Mapping[str, np.ndarray],
+    y_train: np.ndarray,
+    test: Mapping[str, np.ndarray],
+    y_test: np.ndarray,
+    *,
+    c: float = 1.0,
+) -> pd.DataFrame:
+    """A logistic regression (on standardised features, inverse regularisation ``c``) per
+    named feature set, fitted on ``train[name]`` and scored on ``test[name]``. Long, in the
+    order of ``train``: ``subset, case, label, prob`` (``case``: the test item's position)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    missing = [k for k in train if k not in test]
+    if missing:
+        raise KeyError(f"latent_probes: no test features for {missing}")
+    parts = []
+    for name in train:
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+        clf.fit(train[name], y_train)
+        prob = clf.predict_proba(test[name])[:, 1]
+        parts.append(
+            pd.DataFrame({"subset": name, "case": range(len(prob)), "label": y_test, "prob": prob})
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def bag_of_ids(ids: np.ndarray, vocab_size: int, skip: int = 2) -> np.ndarray:
+    """Word counts per row of word ids ``(N, L)``, ``(N, vocab_size)``; the first ``skip``
+    ids (padding and unknown words of :class:`mmcxr.models.cnn_text.WordVocab`) left out."""
+    ids = np.asarray(ids)
+    out = np.zeros((len(ids), vocab_size))
+    for i, row in enumerate(ids):
+        out[i] = np.bincount(row, minlength=vocab_size)[:vocab_size]
+    out[:, :skip] = 0
+    return out
+
+
+@dataclass
+class Judges:
+    """Classifiers trained on real items that judge generated samples: one on a film's
+    pixels (display intensity), one on the report's bag of word ids."""
+
+    image: Any
+    text: Any
+    vocab_size: int
+
+    def bag(self, ids: np.ndarray) -> np.ndarray:
+        """Word counts per report (:func:`bag_of_ids`)."""
+        return bag_of_ids(ids, self.vocab_size)
+
+    def score_images(self, images: np.ndarray) -> np.ndarray:
+        return self.image.predict_proba(np.asarray(images).reshape(len(images), -1))[:, 1]
+
+    def score_text(self, ids: np.ndarray) -> np.ndarray:
+        return self.text.predict_proba(self.bag(ids))[:, 1]
+
+
+def train_judges(
+    images: np.ndarray,
+    ids: np.ndarray,
+    y: np.ndarray,
+    vocab_size: int,
+    *,
+    c: float = 0.1,
+    seed: int = 0,
+) -> Judges:
+    """Logistic regressions on real films (standardised pixels, inverse regularisation
+    ``c``) and on the bag of words of real reports (``C=1``), for the binary label ``y``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    images = np.asarray(images)
+    image = make_pipeline(
+        StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    ).fit(images.reshape(len(images), -1), y)
+    judges = Judges(image, None, vocab_size)
+    judges.text = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(
+        judges.bag(ids), y
+    )
+    return judges

@@ -36,7 +36,16 @@ import pandas as pd
 
 from mmcxr import atomic
 
-__all__ = ["RunResult", "RunStore", "canonical_json", "fingerprint_table", "run_key"]
+__all__ = [
+    "RunResult",
+    "RunStore",
+    "canonical_json",
+    "fingerprint_table",
+    "history_table",
+    "load_run_model",
+    "pick_params",
+    "run_key",
+]
 
 
 def _plain(obj: Any) -> Any:
@@ -91,6 +100,15 @@ def fingerprint_table(df: pd.DataFrame, cols: Sequence[str] | None = None) -> st
     return h.hexdigest()
 
 
+def pick_params(params: Mapping[str, Any], keys: Sequence[str], **extra: Any) -> dict[str, Any]:
+    """The parameters a run depends on (``keys`` of ``params``) plus ``extra``: the ``params``
+    of :func:`run_key`. A key that is not set is an error, not a silent gap in the key."""
+    missing = [k for k in keys if k not in params]
+    if missing:
+        raise KeyError(f"parameters {missing} are not set (add them to PARAMS)")
+    return {k: params[k] for k in keys} | extra
+
+
 @dataclass
 class RunResult:
     metrics: dict[str, Any]
@@ -98,6 +116,34 @@ class RunResult:
     history: pd.DataFrame | None
     params: dict[str, Any]
     path: Path
+
+
+def load_run_model(run: RunResult, model: Any) -> Any:
+    """The final weights of a finished run (its ``model.pt``) loaded into ``model`` (built with
+    the run's parameters), in eval mode."""
+    import torch
+
+    model.load_state_dict(torch.load(run.path / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def history_table(
+    runs: Mapping[Any, RunResult],
+    names: Sequence[str],
+    columns: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Every run's per-epoch history, stacked: the parts of each run's key in ``runs`` (a tuple,
+    one value per name of ``names``), then the history's columns, or only ``columns`` renamed
+    as it maps them (``{"val_accuracy": "accuracy"}``)."""
+    parts = []
+    for key, r in runs.items():
+        values = key if isinstance(key, tuple) else (key,)
+        if len(values) != len(names):
+            raise ValueError(f"run key {key!r} has {len(values)} parts for names {list(names)}")
+        h = r.history if columns is None else r.history[list(columns)].rename(columns=columns)
+        parts.append(h.assign(**dict(zip(names, values, strict=True))))
+    table = pd.concat(parts, ignore_index=True)
+    return table[[*names, *[c for c in table.columns if c not in names]]]
 
 
 class RunStore:

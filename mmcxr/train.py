@@ -20,6 +20,11 @@ change it once set), so a process that trained on one device cannot :func:`fit` 
 restart the kernel. Mixed precision is per call instead: ``fit`` applies bf16 autocast itself
 rather than through the process-wide ``Accelerator(mixed_precision=...)``, so
 ``mixed_precision=False`` after a bf16 fit needs no restart.
+
+:func:`accuracy` scores a model on a dataset; :func:`scored_run` trains one and scores it on
+several (the ``work`` of a :class:`~mmcxr.runs.RunStore` run); :func:`split_curves` fine-tunes a model on each
+of several (train, held-out) splits and keeps the held-out accuracy after every epoch, each
+split a reusable run of a :class:`~mmcxr.runs.RunStore`.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import random
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,11 +53,14 @@ from mmcxr import atomic
 __all__ = [
     "History",
     "Predictions",
+    "accuracy",
     "collate_items",
     "fit",
     "predict",
     "seed_everything",
     "seed_worker",
+    "scored_run",
+    "split_curves",
 ]
 
 HISTORY_COLUMNS = [
@@ -741,3 +749,96 @@ def predict(
         labels=torch.cat(labels_all).numpy(),
         logits=logits.numpy(),
     )
+
+
+# --------------------------------------------------------------------------- accuracy curves
+
+
+def accuracy(
+    model: nn.Module, ds: Dataset, *, batch_size: int = 128, device: str = "auto"
+) -> tuple[float, Predictions]:
+    """Accuracy at p=0.5 of a binary model on ``ds`` (a probability above 0.5 counts as
+    positive), with the :class:`Predictions` it was read from."""
+    pred = predict(model, ds, batch_size=batch_size, device=device, progress=False)
+    return float(np.mean((pred.probs > 0.5) == (pred.labels > 0.5))), pred
+
+
+def scored_run(
+    build: Callable[[], nn.Module],
+    train_ds: Dataset,
+    val_ds: Dataset | None,
+    scored: Mapping[str, Dataset],
+    *,
+    init_seed: int = 0,
+    device: str = "auto",
+    **fit_kwargs: Any,
+) -> dict[str, Any]:
+    """A model built by ``build()`` (under the torch seed ``init_seed``), trained by
+    :func:`fit` (``fit_kwargs``) and scored by :func:`accuracy` on each dataset of ``scored``:
+    what a :class:`~mmcxr.runs.RunStore` run returns. ``metrics``: the accuracy per name of
+    ``scored``; ``predictions``: probabilities and labels on the last of ``scored``; with
+    ``history`` and ``model``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(init_seed))
+        model = build()
+    history = fit(model, train_ds, val_ds, device=device, **fit_kwargs)
+    acc = {name: accuracy(model, ds, device=device) for name, ds in scored.items()}
+    last = acc[list(scored)[-1]][1]
+    return {
+        "metrics": {name: a for name, (a, _) in acc.items()},
+        "predictions": {"probs": last.probs, "labels": last.labels},
+        "history": history,
+        "model": model,
+    }
+
+
+def split_curves(
+    store: Any,
+    name: str,
+    config: dict[str, Any],
+    fingerprint: str,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    build: Callable[[int], nn.Module],
+    dataset: Callable[[np.ndarray], Dataset],
+    *,
+    init_seed: int = 0,
+    keep_model: bool = True,
+    bar: Any = None,
+    **fit_kwargs: Any,
+) -> list[Any]:
+    """Held-out accuracy curves over (train, held-out) index splits (e.g.
+    :func:`mmcxr.data.stratified_splits`): for split ``k``, ``build(k)`` (under the torch seed
+    ``init_seed + k``) is fine-tuned on ``dataset(train)`` with no epoch selected (no early
+    stopping, the last weights kept) and scored on ``dataset(held_out)`` after every epoch.
+
+    Each split is a run of ``store`` (a :class:`~mmcxr.runs.RunStore`), named
+    ``name.format(split=k)`` and keyed by ``config`` with ``split=k`` and ``fingerprint``, so
+    finished splits are reused. Metrics: ``mean_accuracy`` (over epochs) and ``last``; the
+    history holds the curve (``val_accuracy``); the weights are kept when ``keep_model``.
+    ``fit_kwargs`` go to :func:`fit`; ``bar`` (a tqdm) advances by one per split.
+    """
+    out = []
+    for k, (tr, te) in enumerate(splits):
+
+        def work(ckpt: Path, k: int = k, tr: np.ndarray = tr, te: np.ndarray = te) -> dict:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(init_seed) + k)
+                model = build(k)
+            history = fit(
+                model, dataset(tr), dataset(te), patience=None, restore_best=False,
+                checkpoint_dir=ckpt, **fit_kwargs,
+            )  # fmt: skip
+            acc = history.table["val_accuracy"]
+            return {
+                "metrics": {"mean_accuracy": float(acc.mean()), "last": float(acc.iloc[-1])},
+                "history": history,
+                "model": model if keep_model else None,
+            }
+
+        run_name = name.format(split=k)
+        if bar is not None:
+            bar.set_postfix_str(run_name)
+        out.append(store.get_or_run(run_name, config | {"split": k}, fingerprint, work))
+        if bar is not None:
+            bar.update()
+    return out

@@ -132,7 +132,7 @@ splits = mv.make_splits(cohort, cache, max_length=max_length, vocab_size=vocab_s
                         min_count=min_word_count)
 shown = mv.example_cases(cohort, 3, seed=seed)
 plots.plot_image_grid(
-    [mv.real_images(splits.test, v)[i] for v in ("frontal", "lateral") for i in shown],
+    [splits.test.display_images(v)[i] for v in ("frontal", "lateral") for i in shown],
     [f"{v} ({'finding' if splits.test.labels[i] else 'no finding'})"
      for v in ("frontal", "lateral") for i in shown], ncols=3, panel_size=1.6, value_range=(0, 1))
 

@@ -289,12 +289,12 @@ page.show_source(explain.sight_sensitivity)
 # dense block, upsampled), clustered the same way.
 
 # %%
-image_model = sd.load_model(image_runs["chestxray14"], sd.image_model(
+image_model = runs.load_run_model(image_runs["chestxray14"], sd.image_model(
     models.image_encoder(image_backbone), PARAMS))
 gt = data.load_ground_truth(root) if data_root is None else None
 cases = sd.explain_cases(cohort, gt, n_explain, seed)
 index = [int(np.flatnonzero(cohort.table["image_id"] == k)[0]) for k in cases["image_id"]]
-maps = sd.attribution_maps(image_model, d.dataset(index, ["image"]), ig_steps=ig_steps)
+maps = explain.attribution_maps(image_model, d.dataset(index, ["image"]), ig_steps=ig_steps)
 pixels = cache.get(cases["image_id"].tolist())
 masks = sd.lesion_masks(cases, gt, cache, image_size) if gt is not None else None
 
@@ -321,8 +321,8 @@ sdr.plot_figure2(pixels[0], maps["integrated gradients"][0], figure_sensitivitie
 # pixel.
 
 # %%
-circles, pointing = sd.localisation(maps, masks, sensitivities, tolerance=pointing_tolerance,
-                                    **circle_kw)
+circles, pointing = explain.sensitivity_sweep(maps, masks, sensitivities,
+                                              tolerance=pointing_tolerance, **circle_kw)
 sdr.plot_sweep(circles)
 
 # %% [markdown]
@@ -373,7 +373,7 @@ else:
 
 # %%
 page.show_source(explain.token_scores)
-text_model = sd.load_model(text_runs["custom"], sd.text_model(len(d.vocab), None, PARAMS))
+text_model = runs.load_run_model(text_runs["custom"], sd.text_model(len(d.vocab), None, PARAMS))
 texts = sd.explain_texts(text_model, d, cases)
 
 # %% [markdown]
@@ -440,7 +440,7 @@ page.glue_value("sd_n_cxr14", len(cxr), "d")
 page.glue_value("sd_holdout", holdout_fraction, ".0%")
 page.glue_value("sd_n_explain", len(cases), "d")
 page.glue_value("sd_tolerance", pointing_tolerance, "d")
-page.glue_value("sd_cam_grid", sd.cam_grid(image_model, image_size), "d")
+page.glue_value("sd_cam_grid", explain.cam_grid(image_model, image_size), "d")
 page.glue_value("sd_figure2_report", cases["text"].iloc[0])
 
 # %% [markdown]

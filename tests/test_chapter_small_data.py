@@ -14,7 +14,6 @@ from mmcxr import data, models, train
 from mmcxr.chapters import small_data as sd
 from mmcxr.chapters import small_data_reference as ref
 from mmcxr.chapters import small_data_results as sdr
-from mmcxr.data.images import square_geometry
 
 
 def _openi_table() -> pd.DataFrame:
@@ -81,35 +80,6 @@ def test_report_text_and_mesh_words():
         "pleural", "effusion", "cardiomegaly",
     }  # fmt: skip
     assert sd.mesh_words("normal") == set() and sd.mesh_words(None) == set()
-
-
-def test_stratified_splits_are_stratified_disjoint_and_reproducible():
-    y = np.array([1] * 60 + [0] * 40)
-    splits = sd.stratified_splits(y, 3, 0.2, seed=1)
-    assert len(splits) == 3
-    for tr, te in splits:
-        assert len(te) == 20 and not set(tr) & set(te) and len(tr) + len(te) == 100
-        assert y[te].mean() == pytest.approx(0.6)
-    again = sd.stratified_splits(y, 3, 0.2, seed=1)
-    assert all(np.array_equal(a[1], b[1]) for a, b in zip(splits, again, strict=True))
-    assert not np.array_equal(splits[0][1], splits[1][1])
-
-
-def test_lesion_masks_follow_the_letterbox():
-    class FakeCache:
-        def geometry(self, key):
-            return square_geometry(100, 50, 20)  # scale 0.2, 5 columns of padding each side
-
-    gt = pd.DataFrame({"image_id": ["a"], "box_Cardiomegaly": ["10 20 19 39"],
-                       "box_Edema": [float("nan")]})  # fmt: skip
-    (mask,) = sd.lesion_masks(pd.DataFrame({"image_id": ["a"]}), gt, FakeCache(), 20)
-    rows, cols = np.nonzero(mask)
-    assert (rows.min(), rows.max()) == (4, 7) and (cols.min(), cols.max()) == (7, 8)
-    thin = gt.assign(box_Cardiomegaly=["10 20 10 20"])  # one source pixel: 0.2 x 0.2 here
-    (mask,) = sd.lesion_masks(pd.DataFrame({"image_id": ["a"]}), thin, FakeCache(), 20)
-    assert mask.sum() == 1 and mask[4, 7]  # rounded outwards, not lost
-    with pytest.raises(KeyError, match="not in the ground-truth"):
-        sd.lesion_masks(pd.DataFrame({"image_id": ["b"]}), gt, FakeCache(), 20)
 
 
 def test_text_explanations_are_normalised_and_peak_on_the_planted_word():
@@ -234,9 +204,3 @@ def test_reference_is_typed_from_the_paper():
     m = ref.multimodal_table().set_index(["lr", "model"])["accuracy"]
     assert m[("low", "image")] == 0.66 and m[("high", "multimodal")] == 0.81
     assert ref.COHORT["cases"] == 3955 and math.isclose(ref.COHORT["abnormal_share"], 0.6)
-
-
-def test_cam_grid_is_the_last_blocks_resolution():
-    model = sd.image_model(models.image_encoder("densenet-small"), {"decoder_hidden": 8})
-    assert sd.cam_grid(model, 64) == 2 and sd.cam_grid(model, 224) == 7  # 1/32 of the image
-    assert sd.cam_layer(model) is model.image_encoder.features.norm5

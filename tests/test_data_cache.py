@@ -8,6 +8,7 @@ import pickle
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -26,6 +27,7 @@ from mmcxr.data import (
     read_image,
     to_uint8,
 )
+from mmcxr.data.datasets import InMemoryViews, to_display
 
 SIZE = 24
 
@@ -294,6 +296,35 @@ def test_multimodal_dataset_items(small_cache):
     assert multi[1]["label"].shape == (4,) and "input_ids" not in multi[1]
     with pytest.raises(ValueError, match="image keys"):
         MultimodalDataset(y[:-1], cache, keys)
+
+
+def test_in_memory_views_items_batches_and_subsets(small_cache):
+    """Two films per item from the cache, normalised as MultimodalDataset does; batches and
+    subsets give the same numbers, and display intensity undoes the normalisation."""
+    cache, truth = small_cache
+    keys = list(truth.dicom_id)
+    n = len(keys) // 2
+    rows = pd.DataFrame({"a": keys[:n], "b": keys[n : 2 * n], "label": np.arange(n) % 2})
+    ids = torch.arange(n * 4).reshape(n, 4)
+    ds = InMemoryViews(rows, cache, ids, views={"front": "a", "side": "b"})
+    item = ds[1]
+    assert list(item) == ["front", "side", "token_ids", "label"]
+    assert item["front"].shape == (1, SIZE, SIZE) and item["label"].dtype == torch.float32
+    same = MultimodalDataset(rows["label"], cache, rows["b"])[1]["image"]
+    torch.testing.assert_close(item["side"], same)
+    assert torch.equal(item["token_ids"], ids[1])
+    batch = next(ds.batches(3))
+    assert batch["front"].shape == (3, 1, SIZE, SIZE) and batch["label"].tolist() == [0, 1, 0]
+    torch.testing.assert_close(batch["side"][1], item["side"])
+    sub = ds.subset([2, 1])
+    assert len(sub) == 2 and sub.keys["front"] == [keys[2], keys[1]]
+    torch.testing.assert_close(sub[1]["front"], item["front"])
+    shown = ds.display_images("front")
+    np.testing.assert_allclose(shown, cache.get(keys[:n]) / 255.0)
+    np.testing.assert_allclose(to_display(batch["front"]), shown[:3], atol=1e-6)
+    assert to_display(np.full((1, 1, 2, 2), 9.0)).tolist() == [[[1.0, 1.0], [1.0, 1.0]]]
+    with pytest.raises(ValueError, match="token rows"):
+        InMemoryViews(rows, cache, ids[:-1], views={"front": "a"})
 
 
 def test_pickles_by_path_and_batches(small_cache):

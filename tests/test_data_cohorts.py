@@ -14,6 +14,7 @@ from mmcxr.data import (
     one_per_patient,
     patient_split,
     select_pa_erect_nonportable,
+    stratified_splits,
     subsample_ratio,
 )
 
@@ -169,3 +170,15 @@ def test_frontal_only_says_when_it_drops_images_without_a_view():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(frontal_only(df.iloc[[0, 1, 4]])) == 2, "known views: no warning"
+
+
+def test_stratified_splits_are_stratified_disjoint_and_reproducible():
+    y = np.array([1] * 60 + [0] * 40)
+    splits = stratified_splits(y, 3, 0.2, seed=1)
+    assert len(splits) == 3
+    for tr, te in splits:
+        assert len(te) == 20 and not set(tr) & set(te) and len(tr) + len(te) == 100
+        assert y[te].mean() == pytest.approx(0.6)
+    again = stratified_splits(y, 3, 0.2, seed=1)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(splits, again, strict=True))
+    assert not np.array_equal(splits[0][1], splits[1][1])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mmcxr.data import ReportError, parse_openi_xml, parse_sections, report_fields
-from mmcxr.data.sections import section_name
+from mmcxr.data.sections import join_sections, section_name
 
 EXAMPLE = """                                 FINAL REPORT
  EXAMINATION:  CHEST (PA AND LAT)
@@ -187,3 +187,9 @@ def test_openi_malformed_xml_names_file(tmp_path):
     p.write_text("<eCitation><uId id='CXR9'/></eCitation>")
     with pytest.raises(ReportError, match=r"9\.xml: no AbstractText"):
         parse_openi_xml(p)
+
+
+def test_join_sections_leaves_out_blank_and_repeated_ones():
+    assert join_sections("A.", "B.") == "A. B."
+    assert join_sections("A.", "A.") == "A."
+    assert join_sections(float("nan"), " B. ", None, "") == "B."

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mmcxr import evaluate as V
-from mmcxr.metrics import METRIC_NAMES, ci_wide, metrics_with_ci
+from mmcxr.metrics import METRIC_NAMES, ci_wide, metrics_with_ci, sharpness
 
 
 class PairedDataset(Dataset):
@@ -159,3 +159,22 @@ def test_predictions_table_and_ci():
     )
     with pytest.raises(KeyError, match="prob"):
         V.predictions_ci(table.drop(columns="prob"))
+
+
+def test_generation_scores_judge_coherence_and_relative_sharpness():
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 10)
+    sharp = rng.uniform(0, 1, (20, 8, 8))
+    flat = np.full((20, 8, 8), 0.5)
+    ids = np.where(y[:, None] == 1, 5, 6) * np.ones((20, 4), dtype=int)
+    rows = V.generation_scores(
+        y,
+        {"F": sharp, "L": flat, "T": ids},
+        {"F": lambda x: x[:, 0, 0], "T": lambda t: (t[:, 0] == 5).astype(float)},
+        {"F": float(sharpness(sharp).mean()), "L": 1.0},
+    )
+    assert [r["modality"] for r in rows] == ["F", "L", "T"]
+    f, lat, t = rows
+    assert f["sharpness"] == 1.0 and 0.0 <= f["coherence"] <= 1.0
+    assert lat["sharpness"] == 0.0 and np.isnan(lat["coherence"]), "no judge: NaN"
+    assert t["coherence"] == 1.0 and np.isnan(t["sharpness"]), "no real sharpness: NaN"

@@ -296,3 +296,49 @@ def test_sensitivity_sweep_circles_recover_a_planted_blob_and_lose_noise():
         E.sensitivity_sweep({"ig": [amap[:32]]}, [lesion], [0.5])
     with pytest.raises(ValueError, match="1 masks"):
         E.sensitivity_sweep({"ig": [amap, amap]}, [lesion], [0.5])
+
+
+def _densenet_classifier():
+    from mmcxr.models import build_classifier, image_encoder
+
+    return build_classifier(
+        "image", image_encoder("densenet-small"), fusion="concat_bn", hidden=8, dropout=0.2
+    )
+
+
+def test_cam_grid_is_the_last_blocks_resolution():
+    model = _densenet_classifier()
+    assert E.cam_grid(model, 64) == 2 and E.cam_grid(model, 224) == 7  # 1/32 of the image
+    assert E.cam_layer(model) is model.image_encoder.features.norm5
+
+
+def test_attribution_maps_give_one_map_per_image_and_method():
+    torch.manual_seed(0)
+    model = _densenet_classifier()
+    ds = [{"image": torch.randn(1, 32, 32), "label": torch.tensor(1.0)} for _ in range(3)]
+    maps = E.attribution_maps(model, ds, ig_steps=4, batch_size=2)
+    assert tuple(maps) == E.IMAGE_METHODS
+    assert all(len(v) == 3 and all(m.shape == (32, 32) for m in v) for v in maps.values())
+
+
+def test_sensitivity_sweep_without_masks_gives_empty_tables():
+    circles, pointing = E.sensitivity_sweep({"gradient": [np.ones((4, 4))]}, None, [0.5])
+    assert circles.empty and pointing.empty
+    assert "false_circles" in circles.columns and list(pointing.columns) == [
+        "method", "image", "pointing",
+    ]  # fmt: skip
+
+
+def test_word_scores_name_the_words_and_the_hits():
+    from mmcxr.models import KimCNN, build_classifier
+
+    torch.manual_seed(0)
+    model = build_classifier("text", None, KimCNN(6, 8, n_filters=16), fusion="concat_bn", hidden=8)
+    ids = torch.tensor([[2, 3, 4, 5, 0, 0], [5, 4, 3, 0, 0, 0]])
+    itos = ["<pad>", "<unk>", "a", "b", "c", "d"]
+    out = E.word_scores(model, ids, itos, [{"a", "b"}, set()])
+    assert out["words"].tolist() == [["a", "b", "c", "d"], ["d", "c", "b"]]
+    assert out["chance"].tolist() == [0.5, 0.0] and out.loc[1, "top_hit"] == 0.0
+    assert all(s.sum() == pytest.approx(1.0, abs=1e-5) for s in out["scores"])
+    assert out.loc[0, "top_hit"] == float(out.loc[0, "top_word"] in {"a", "b"})
+    assert ((out["prob"] > 0) & (out["prob"] < 1)).all()

@@ -212,3 +212,27 @@ def test_pointing_game():
     assert math.isnan(L.pointing_game(amap, np.zeros((16, 16), bool)))
     with pytest.raises(ValueError, match="tolerance"):
         L.pointing_game(amap, lesion, tolerance=-1)
+
+
+def test_lesion_masks_follow_the_letterbox():
+    import pandas as pd
+
+    from mmcxr.data.images import square_geometry
+
+    class FakeCache:
+        def geometry(self, key):
+            return square_geometry(100, 50, 20)  # scale 0.2, 5 columns of padding each side
+
+    gt = pd.DataFrame({"image_id": ["a"], "box_Cardiomegaly": ["10 20 19 39"],
+                       "box_Edema": [float("nan")]})  # fmt: skip
+    (mask,) = L.lesion_masks(["a"], gt, FakeCache(), 20)
+    rows, cols = np.nonzero(mask)
+    assert (rows.min(), rows.max()) == (4, 7) and (cols.min(), cols.max()) == (7, 8)
+    thin = gt.assign(box_Cardiomegaly=["10 20 10 20"])  # one source pixel: 0.2 x 0.2 here
+    (mask,) = L.lesion_masks(["a"], thin, FakeCache(), 20)
+    assert mask.sum() == 1 and mask[4, 7]  # rounded outwards, not lost
+    with pytest.raises(KeyError, match="not in the ground-truth"):
+        L.lesion_masks(["b"], gt, FakeCache(), 20)
+    # a key shared by both namings (an OpenI edition's file name vs the ground truth's id)
+    (mask,) = L.lesion_masks(["a.png"], gt, FakeCache(), 20, key=lambda v: v.split(".")[0])
+    assert mask.sum() == 8

@@ -326,3 +326,13 @@ def test_quiet_metrics_do_not_leak_warnings_from_bootstrap():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         M.metrics_with_ci(y, p, n_boot=50)
+
+
+def test_sharpness_falls_with_blur():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (3, 32, 32))
+    blurred = ndimage.gaussian_filter(images, sigma=(0, 1.5, 1.5))
+    assert (M.sharpness(blurred) < 0.5 * M.sharpness(images)).all()
+    assert M.sharpness(np.full((2, 8, 8), 0.7)).tolist() == [0.0, 0.0]

@@ -100,3 +100,14 @@ def test_kim_cnn_shapes_and_errors():
         model({"token_ids": torch.zeros(1, 4, dtype=torch.long)})
     with pytest.raises(ValueError, match="embedding_weights shape"):
         KimCNN(50, 12, embedding_weights=torch.zeros(10, 12))
+
+
+def test_general_vectors_train_on_the_lee_corpus_without_a_file(tmp_path):
+    from mmcxr.models.cnn_text import general_vectors, lee_corpus
+
+    assert len(lee_corpus()) == 300  # the Lee background corpus: 300 news articles
+    kv = general_vectors(None, dim=8, seed=0, epochs=1)
+    assert kv.vector_size == 8 and "government" in kv.key_to_index
+    glove = tmp_path / "glove.txt"
+    glove.write_text("lung 0.1 0.2 0.3\nheart 0.4 0.5 0.6\n")
+    assert general_vectors(glove).vector_size == 3

@@ -99,3 +99,40 @@ def test_signal_numbers_count_only_labels_both_probes_scored():
     assert numbers["text_auroc_mean"] == pytest.approx(0.8)
     none = probes.signal_numbers(None)
     assert none["n_signal_labels"] == 0 and math.isnan(none["image_auroc_mean"])
+
+
+def test_latent_probes_score_each_feature_set_on_the_test_items():
+    rng = np.random.default_rng(0)
+    y_train, y_test = np.arange(80) % 2, np.arange(40) % 2
+    planted = {"a": 3.0, "noise": 0.0}
+
+    def feats(y):
+        return {k: rng.normal(size=(len(y), 3)) + s * y[:, None] for k, s in planted.items()}
+
+    long = probes.latent_probes(feats(y_train), y_train, feats(y_test), y_test)
+    assert list(long.columns) == ["subset", "case", "label", "prob"]
+    assert long["subset"].unique().tolist() == ["a", "noise"] and len(long) == 80
+    a = long[long["subset"] == "a"]
+    assert a["case"].tolist() == list(range(40)) and a["label"].tolist() == y_test.tolist()
+    assert ((a["prob"] > 0.5) == (a["label"] == 1)).mean() > 0.9
+    with pytest.raises(KeyError, match="no test features"):
+        probes.latent_probes(feats(y_train), y_train, {"a": feats(y_test)["a"]}, y_test)
+
+
+def test_bag_of_ids_counts_words_but_padding_and_unknown():
+    ids = np.array([[0, 1, 2, 2, 4], [3, 3, 3, 0, 9]])
+    bag = probes.bag_of_ids(ids, 5)
+    assert bag.tolist() == [[0, 0, 2, 0, 1], [0, 0, 0, 3, 0]], "id 9 is past the vocabulary"
+
+
+def test_judges_read_a_planted_label_from_films_and_reports():
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    images = rng.uniform(0, 1, (60, 6, 6))
+    images[:, :2, :2] += y[:, None, None]
+    ids = rng.integers(2, 6, (60, 5))
+    ids[:, 0] = np.where(y == 1, 7, 8)
+    judges = probes.train_judges(images, ids, y, 10, seed=0)
+    assert ((judges.score_images(images) > 0.5) == y).mean() > 0.9
+    assert ((judges.score_text(ids) > 0.5) == y).mean() > 0.9
+    assert judges.bag(ids).shape == (60, 10)

@@ -11,8 +11,15 @@ import torch
 from torch.utils.data import Dataset
 
 from mmcxr.models import KimCNN, build_classifier, freeze, image_encoder, make_loss
-from mmcxr.runs import RunStore, fingerprint_table, run_key
-from mmcxr.train import History, fit, predict, seed_everything
+from mmcxr.runs import (
+    RunStore,
+    fingerprint_table,
+    history_table,
+    load_run_model,
+    pick_params,
+    run_key,
+)
+from mmcxr.train import History, accuracy, fit, predict, scored_run, seed_everything, split_curves
 
 
 class ToyDataset(Dataset):
@@ -362,3 +369,61 @@ def test_collate_items_equals_default_collate():
     assert list(collate_items(pairs)[1]) == ["a", "b"]
     with pytest.raises(RuntimeError):  # ragged images: default_collate's error, not a silent mess
         collate_items([{"x": torch.zeros(2)}, {"x": torch.zeros(3)}])
+
+
+def test_pick_params_takes_the_keys_a_run_depends_on():
+    assert pick_params({"a": 1, "b": 2, "c": 3}, ["a", "c"], run="x") == {
+        "a": 1,
+        "c": 3,
+        "run": "x",
+    }
+    with pytest.raises(KeyError, match="not set"):
+        pick_params({"a": 1}, ["a", "b"])
+
+
+def test_scored_run_trains_once_and_scores_every_set(tmp_path):
+    train = ToyDataset(32)
+    out = scored_run(
+        lambda: make_model("text"), train, train, {"train": train, "test": ToyDataset(16, seed=1)},
+        init_seed=3, loss="bce", epochs=2, checkpoint_dir=tmp_path / "ckpt", **FIT,
+    )  # fmt: skip
+    assert set(out["metrics"]) == {"train", "test"} and len(out["history"].table) == 2
+    acc, pred = accuracy(out["model"], ToyDataset(16, seed=1), device="cpu")
+    assert out["metrics"]["test"] == acc and np.array_equal(out["predictions"]["probs"], pred.probs)
+    assert acc == np.mean((pred.probs > 0.5) == (pred.labels > 0.5))
+
+
+def test_split_curves_keep_every_epochs_held_out_accuracy_and_reuse_runs(tmp_path):
+    store = RunStore(tmp_path)
+    ds = ToyDataset(40)
+    splits = [(np.arange(0, 30), np.arange(30, 40)), (np.arange(10, 40), np.arange(0, 10))]
+    built = []
+
+    def build(k):
+        built.append(k)
+        return make_model("text")
+
+    def run():
+        return split_curves(
+            store, "curve-{split}-text", {"model": "text"}, "fp", splits, build,
+            lambda idx: torch.utils.data.Subset(ds, idx), init_seed=0, loss="bce", epochs=2,
+            **FIT,
+        )  # fmt: skip
+
+    results = run()
+    assert built == [0, 1] and [r.path.parent.name for r in results] == ["curve-0-text",
+                                                                          "curve-1-text"]  # fmt: skip
+    for r in results:
+        acc = r.history["val_accuracy"]
+        assert len(acc) == 2 and r.metrics["mean_accuracy"] == pytest.approx(acc.mean())
+        assert r.metrics["last"] == pytest.approx(acc.iloc[-1])
+        assert r.params["split"] in (0, 1)
+    assert run()[1].path == results[1].path and built == [0, 1], "finished splits are reused"
+    model = load_run_model(results[0], make_model("text", seed=5))
+    assert not model.training
+    table = history_table(dict(zip([("a", 0), ("a", 1)], results, strict=True)), ("lr", "split"),
+                          {"epoch": "epoch", "val_accuracy": "accuracy"})  # fmt: skip
+    assert list(table.columns) == ["lr", "split", "epoch", "accuracy"] and len(table) == 4
+    assert table["split"].tolist() == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="parts"):
+        history_table({"a": results[0]}, ("lr", "split"))

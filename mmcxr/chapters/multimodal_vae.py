@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 
-from mmcxr import data, train
+from mmcxr import data, metrics, probes, train
+from mmcxr.data.datasets import InMemoryViews, to_display
+from mmcxr.evaluate import generation_scores
 from mmcxr.labels import CHEXPERT_LABELS
 from mmcxr.models import mvae
 from mmcxr.models.cnn_text import WordVocab
@@ -268,61 +270,10 @@ def image_table(cohort: Cohort) -> pd.DataFrame:
 # datasets
 
 
-class StudyDataset(Dataset):
-    """Items ``{"frontal", "lateral", "token_ids", "label"}`` of a set of studies.
-
-    The films of a few thousand studies at training size fit in memory, so they are read
-    from the image cache once (uint8) and normalised per item exactly as
-    :class:`mmcxr.data.MultimodalDataset` does (mean 0.5, std 0.25): a per-item read of the
-    cache would cost more than a step of the small networks trained here.
-    """
-
-    def __init__(self, rows: pd.DataFrame, cache, token_ids: torch.Tensor) -> None:
-        self.labels = rows["label"].to_numpy(dtype="float32")
-        self.keys = {"frontal": rows["frontal_id"].tolist(), "lateral": rows["lateral_id"].tolist()}
-        self.pixels = {v: torch.from_numpy(cache.get(k)) for v, k in self.keys.items()}
-        self.token_ids = torch.as_tensor(token_ids, dtype=torch.long)
-        if len(self.token_ids) != len(self.labels):
-            raise ValueError(f"{len(self.token_ids)} token rows for {len(self.labels)} studies")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def image(self, view: str, i) -> torch.Tensor:
-        """Films of ``view`` at index ``i`` (an int or an index array), normalised."""
-        from mmcxr.data.datasets import IMAGE_MEAN, IMAGE_STD
-
-        x = self.pixels[view][i].float() / 255.0
-        return ((x - IMAGE_MEAN) / IMAGE_STD).unsqueeze(-3)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {
-            "frontal": self.image("frontal", i),
-            "lateral": self.image("lateral", i),
-            "token_ids": self.token_ids[i],
-            "label": torch.tensor(self.labels[i]),
-        }
-
-    def subset(self, indices: Sequence[int]) -> StudyDataset:
-        """The studies at ``indices``, as a dataset of their own."""
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        out = object.__new__(StudyDataset)
-        out.labels = self.labels[idx.numpy()]
-        out.keys = {v: [k[i] for i in idx.tolist()] for v, k in self.keys.items()}
-        out.pixels = {v: x[idx] for v, x in self.pixels.items()}
-        out.token_ids = self.token_ids[idx]
-        return out
-
-    def batches(self, size: int = 256):
-        """The whole set in order, as batches (evaluation reads it this way, fast)."""
-        for start in range(0, len(self), size):
-            idx = torch.arange(start, min(start + size, len(self)))
-            yield {
-                "frontal": self.image("frontal", idx),
-                "lateral": self.image("lateral", idx),
-                "token_ids": self.token_ids[idx],
-                "label": torch.as_tensor(self.labels[idx.numpy()]),
-            }
+#: Each film of a study: its item key and the column of the cohort table holding its cache key.
+VIEW_KEYS = {"frontal": "frontal_id", "lateral": "lateral_id"}
+#: The datasets of a split: items ``{"frontal", "lateral", "token_ids", "label"}``.
+StudyDataset = InMemoryViews
 
 
 @dataclass
@@ -346,7 +297,8 @@ def make_splits(cohort: Cohort, cache, *, max_length: int, vocab_size: int, min_
 
     def ds(split: str) -> StudyDataset:
         rows = cohort.rows(split)
-        return StudyDataset(rows, cache, tokens[torch.as_tensor(rows.index.to_numpy().copy())])
+        ids = tokens[torch.as_tensor(rows.index.to_numpy().copy())]
+        return StudyDataset(rows, cache, ids, views=VIEW_KEYS)
 
     return Splits(ds("train"), ds("val"), ds("test"), vocab, tokens)
 
@@ -472,36 +424,16 @@ def _labels(ds: StudyDataset) -> np.ndarray:
 
 
 def latent_probe_predictions(runs: Mapping[str, TrainedRun], splits: Splits, *, c: float = 1.0):
-    """Table 1's probe: a logistic regression per run and subset, fitted on the training
-    studies' latents and scored on the test studies. Long: ``joint, subset, case, label,
-    prob``."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+    """Table 1's probe (:func:`mmcxr.probes.latent_probes`): a logistic regression per run
+    and subset, fitted on the training studies' latents and scored on the test studies.
+    Long: ``joint, subset, case, label, prob``."""
     y_train, y_test = _labels(splits.train), _labels(splits.test)
     parts = []
     for joint, r in runs.items():
         z_train, z_test = latents(r.model, splits.train), latents(r.model, splits.test)
-        for name in z_train:
-            clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-            clf.fit(z_train[name], y_train)
-            prob = clf.predict_proba(z_test[name])[:, 1]
-            parts.append(
-                pd.DataFrame(
-                    {"joint": joint, "subset": name, "case": range(len(prob))}
-                    | {"label": y_test, "prob": prob}
-                )
-            )
+        long = probes.latent_probes(z_train, y_train, z_test, y_test, c=c)
+        parts.append(long.assign(joint=joint)[["joint", "subset", "case", "label", "prob"]])
     return pd.concat(parts, ignore_index=True)
-
-
-def to_display(images: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Images of the dataset's normalised intensity back to 0..1 for display and sharpness."""
-    from mmcxr.data.datasets import IMAGE_MEAN, IMAGE_STD
-
-    x = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    return np.clip(x * IMAGE_STD + IMAGE_MEAN, 0.0, 1.0).reshape(len(x), *x.shape[-2:])
 
 
 def generate(model: mvae.MultimodalVAE, ds: StudyDataset, subset: Sequence[str], seed: int = 0):
@@ -511,114 +443,40 @@ def generate(model: mvae.MultimodalVAE, ds: StudyDataset, subset: Sequence[str],
     return {m: to_display(v) if m != "text" else v.numpy() for m, v in gen.items()}
 
 
-@dataclass
-class Judges:
-    """Classifiers trained on real training studies that judge generated samples: one on
-    the frontal film's pixels, one on the report's bag of words."""
-
-    image: object
-    text: object
-    vocab_size: int
-
-    def bag(self, ids: np.ndarray) -> np.ndarray:
-        """Word counts per report (padding and unknown words left out)."""
-        ids = np.asarray(ids)
-        out = np.zeros((len(ids), self.vocab_size))
-        for i, row in enumerate(ids):
-            out[i] = np.bincount(row, minlength=self.vocab_size)[: self.vocab_size]
-        out[:, :2] = 0
-        return out
-
-    def score_images(self, images: np.ndarray) -> np.ndarray:
-        return self.image.predict_proba(np.asarray(images).reshape(len(images), -1))[:, 1]
-
-    def score_text(self, ids: np.ndarray) -> np.ndarray:
-        return self.text.predict_proba(self.bag(ids))[:, 1]
-
-
-def train_judges(splits: Splits, c: float = 0.1, seed: int = 0) -> Judges:
-    """Logistic regressions on real training frontals (standardised pixels) and reports."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    y = _labels(splits.train)
-    images = real_images(splits.train, "frontal")
-    image = make_pipeline(
-        StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed)
-    ).fit(images.reshape(len(images), -1), y)
-    judges = Judges(image, None, len(splits.vocab))
-    bag = judges.bag(token_ids(splits.train))
-    judges.text = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(bag, y)
-    return judges
-
-
-def real_images(ds: StudyDataset, view: str) -> np.ndarray:
-    """The real films of a split in display intensity, ``(N, S, S)``."""
-    return ds.pixels[view].numpy().astype(np.float64) / 255.0
-
-
-def token_ids(ds: StudyDataset) -> np.ndarray:
-    return ds.token_ids.numpy()
+def train_judges(splits: Splits, c: float = 0.1, seed: int = 0) -> probes.Judges:
+    """The judges of generated samples (:func:`mmcxr.probes.train_judges`): logistic
+    regressions on real training frontals (standardised pixels) and reports."""
+    ds = splits.train
+    images, ids = ds.display_images("frontal"), ds.token_ids.numpy()
+    return probes.train_judges(images, ids, _labels(ds), len(splits.vocab), c=c, seed=seed)
 
 
 def generation_table(
-    runs: Mapping[str, TrainedRun], splits: Splits, judges: Judges, *, seed: int = 0
+    runs: Mapping[str, TrainedRun], splits: Splits, judges: probes.Judges, *, seed: int = 0
 ) -> pd.DataFrame:
-    """Coherence and sharpness of what each run generates on the test studies, given each
-    subset. One row per (joint, subset, modality): ``coherence`` is the AUROC with which a
-    judge trained on real data recovers the conditioning study's "Finding" label from the
-    generated frontal film or report (a threshold-free form of MoPoE's coherence accuracy);
+    """Coherence and sharpness (:func:`mmcxr.evaluate.generation_scores`) of what each run
+    generates on the test studies, given each subset. One row per (joint, subset, modality):
+    ``coherence`` is the AUROC with which a judge trained on real data recovers the
+    conditioning study's "Finding" label from the generated frontal film or report;
     ``sharpness`` is the mean gradient magnitude of generated films over that of the real
     test films (1: as sharp as real). Rows with ``joint="real"`` score the real test data."""
-    from mmcxr.metrics import auroc
+    test = splits.test
+    y = _labels(test)
+    judge = {"F": judges.score_images, "T": judges.score_text}
 
-    y = _labels(splits.test)
-    real = {v: real_images(splits.test, v) for v in ("frontal", "lateral")}
-    real_sharp = {v: float(mvae.sharpness(x).mean()) for v, x in real.items()}
-    rows = [
-        {
-            "joint": "real",
-            "subset": "-",
-            "modality": "F",
-            "coherence": auroc(y, judges.score_images(real["frontal"])),
-            "sharpness": 1.0,
-        },
-        {"joint": "real", "subset": "-", "modality": "L", "coherence": np.nan, "sharpness": 1.0},
-        {
-            "joint": "real",
-            "subset": "-",
-            "modality": "T",
-            "coherence": auroc(y, judges.score_text(token_ids(splits.test))),
-            "sharpness": np.nan,
-        },
-    ]
+    def lettered(sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {LETTERS[m]: sample[m] for m in MODALITIES}
+
+    real = {v: test.display_images(v) for v in ("frontal", "lateral")}
+    real_sharp = {v: float(metrics.sharpness(x).mean()) for v, x in real.items()}
+    ref = {LETTERS[v]: s for v, s in real_sharp.items()}
+    sample = lettered(real | {"text": test.token_ids.numpy()})
+    rows = [{"joint": "real", "subset": "-"} | r for r in generation_scores(y, sample, judge, ref)]
     for joint, r in runs.items():
         for s in SUBSETS:
-            gen = generate(r.model, splits.test, s, seed=seed)
+            sample = lettered(generate(r.model, test, s, seed=seed))
             base = {"joint": joint, "subset": subset_name(s)}
-            rows += [
-                base
-                | {
-                    "modality": "F",
-                    "coherence": auroc(y, judges.score_images(gen["frontal"])),
-                    "sharpness": float(mvae.sharpness(gen["frontal"]).mean())
-                    / real_sharp["frontal"],
-                },
-                base
-                | {
-                    "modality": "L",
-                    "coherence": np.nan,
-                    "sharpness": float(mvae.sharpness(gen["lateral"]).mean())
-                    / real_sharp["lateral"],
-                },
-                base
-                | {
-                    "modality": "T",
-                    "coherence": auroc(y, judges.score_text(gen["text"])),
-                    "sharpness": np.nan,
-                },
-            ]
+            rows += [base | row for row in generation_scores(y, sample, judge, ref)]
     table = pd.DataFrame(rows)
     table.attrs["real_sharpness"] = real_sharp
     return table

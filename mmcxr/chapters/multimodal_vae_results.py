@@ -29,10 +29,10 @@ from mmcxr.chapters.multimodal_vae import (
     TrainedRun,
     generate,
     subset_name,
-    to_display,
 )
 from mmcxr.claims import ClaimSpec, Verdict
-from mmcxr.results import records, write_metrics
+from mmcxr.data.datasets import to_display
+from mmcxr.results import records, write_chapter_outputs
 
 SUBSET_NAMES = tuple(subset_name(s) for s in SUBSETS)
 ALL, WITHOUT_F = "L,F,T", "L,T"
@@ -351,12 +351,12 @@ def write_outputs(
 ) -> Path:
     """``claims.json`` and ``metrics.json`` of this run (validated, written atomically);
     returns the path of ``claims.json``."""
-    record = claims.claims_record(verdicts, chapter=SLUG, paper=PAPER, params=params)
-    path = claims.write_claims(out_dir, **record)
-    write_metrics(
+    return write_chapter_outputs(
         out_dir,
+        params,
         chapter=SLUG,
-        params=params,
+        paper=PAPER,
+        verdicts=verdicts,
         cohort={
             "flow": records(cohort.flow),
             "splits": records(cohort.split_counts().reset_index()),
@@ -371,4 +371,3 @@ def write_outputs(
         modalities=list(MODALITIES),
         headline=headline(cohort, table1, generation, verdicts),
     )
-    return path

@@ -25,7 +25,7 @@ from mmcxr.chapters import small_data_reference as reference
 from mmcxr.chapters.small_data import LRS, METHODS, MODELS, PAPER, SLUG, Cohort
 from mmcxr.claims import ClaimSpec, Verdict
 from mmcxr.localization import disc_mask
-from mmcxr.results import records, write_metrics
+from mmcxr.results import records, write_chapter_outputs
 
 KEYS = ("experiment", "group", "variant")
 MODEL_NAMES = {"multimodal": "Multimodal", "text": "Text", "image": "Image"}
@@ -545,14 +545,14 @@ def write_outputs(
     out_dir: Path, params: Mapping[str, object], *, cohort: Cohort, results: pd.DataFrame,
     history: pd.DataFrame, pointing: pd.DataFrame, texts: pd.DataFrame, verdicts: pd.DataFrame,
 ) -> Path:  # fmt: skip
-    """``claims.json`` and ``metrics.json`` of this run (validated, written atomically);
-    returns the path of ``claims.json``."""
-    record = claims.claims_record(verdicts, chapter=SLUG, paper=PAPER, params=params)
-    path = claims.write_claims(out_dir, **record)
-    write_metrics(
+    """``claims.json`` and ``metrics.json`` of this run (validated, written atomically:
+    :func:`mmcxr.results.write_chapter_outputs`); returns the path of ``claims.json``."""
+    return write_chapter_outputs(
         out_dir,
+        params,
         chapter=SLUG,
-        params=params,
+        paper=PAPER,
+        verdicts=verdicts,
         cohort={"flow": records(cohort.flow), "splits": records(cohort.split_counts())},
         results=results,
         figure5=history,
@@ -560,4 +560,3 @@ def write_outputs(
         text_explanations=text_hits(texts),
         headline=headline(cohort, results, pointing, texts, verdicts),
     )
-    return path

@@ -72,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     "parse_sections": "mmcxr.data.sections",
     "report_fields": "mmcxr.data.sections",
     "patient_split": "mmcxr.data.splits",
+    "stratified_splits": "mmcxr.data.splits",
     "CHEXPERT_LABELS": "mmcxr.labels",
 }
 
@@ -129,6 +130,7 @@ __all__ = [
     "skipped_files",
     "square_geometry",
     "strata_films",
+    "stratified_splits",
     "subsample_ratio",
     "to_uint8",
     "tree_listing",
@@ -199,5 +201,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from mmcxr.data.openi import load_openi, load_openi_kaggle, parse_openi_xml
     from mmcxr.data.roots import load_synth_config, looks_like, resolve_root, tree_listing
     from mmcxr.data.sections import parse_sections, report_fields
-    from mmcxr.data.splits import patient_split
+    from mmcxr.data.splits import patient_split, stratified_splits
     from mmcxr.labels import CHESTXRAY14_LABELS, CHEXPERT_LABELS

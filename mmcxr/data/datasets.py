@@ -8,10 +8,11 @@ other modality stay, so a model that truly uses that modality loses accuracy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from monai.data import MetaTensor
 from monai.transforms import NormalizeIntensity
@@ -19,7 +20,7 @@ from torch.utils.data import Dataset
 
 from mmcxr.data.cache import ImageCache
 
-__all__ = ["IMAGE_MEAN", "IMAGE_STD", "MultimodalDataset"]
+__all__ = ["IMAGE_MEAN", "IMAGE_STD", "InMemoryViews", "MultimodalDataset", "to_display"]
 
 IMAGE_MEAN = 0.5
 IMAGE_STD = 0.25
@@ -129,3 +130,73 @@ class MultimodalDataset(Dataset):
         return MultimodalDataset(
             self.labels[torch.as_tensor(idx)], self.images, keys, text or None, self.transform
         )
+
+
+def to_display(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Images of the datasets' normalised intensity back to 0..1, ``(N, H, W)``: for display
+    and for measures taken on what a reader sees (sharpness)."""
+    x = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    return np.clip(x * IMAGE_STD + IMAGE_MEAN, 0.0, 1.0).reshape(len(x), *x.shape[-2:])
+
+
+class InMemoryViews(Dataset):
+    """Items ``{<view>..., "token_ids", "label"}``: several films per item (one per view),
+    the report's word ids and a binary label, with every film held in memory.
+
+    ``views`` maps each view's item key to the column of ``rows`` holding its cache key
+    (e.g. ``{"frontal": "frontal_id", "lateral": "lateral_id"}``). The films of a few
+    thousand studies at training size fit in memory, so they are read from the image cache
+    once (uint8) and normalised per item exactly as :class:`MultimodalDataset` does (mean
+    0.5, std 0.25): a per-item read of the cache would cost more than a step of a small
+    network.
+    """
+
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        cache: ImageCache,
+        token_ids: torch.Tensor,
+        *,
+        views: Mapping[str, str],
+        label_col: str = "label",
+    ) -> None:
+        self.labels = rows[label_col].to_numpy(dtype="float32")
+        self.keys = {v: rows[col].tolist() for v, col in views.items()}
+        self.pixels = {v: torch.from_numpy(cache.get(k)) for v, k in self.keys.items()}
+        self.token_ids = torch.as_tensor(token_ids, dtype=torch.long)
+        if len(self.token_ids) != len(self.labels):
+            raise ValueError(f"{len(self.token_ids)} token rows for {len(self.labels)} studies")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, view: str, i) -> torch.Tensor:
+        """Films of ``view`` at index ``i`` (an int or an index array), normalised."""
+        x = self.pixels[view][i].float() / 255.0
+        return ((x - IMAGE_MEAN) / IMAGE_STD).unsqueeze(-3)
+
+    def display_images(self, view: str) -> np.ndarray:
+        """Every film of ``view`` in display intensity (0..1), ``(N, S, S)``."""
+        return self.pixels[view].numpy().astype(np.float64) / 255.0
+
+    def _item(self, i) -> dict[str, torch.Tensor]:
+        return {v: self.image(v, i) for v in self.pixels} | {"token_ids": self.token_ids[i]}
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self._item(i) | {"label": torch.tensor(self.labels[i])}
+
+    def subset(self, indices: Sequence[int]) -> InMemoryViews:
+        """The items at ``indices``, as a dataset of their own."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        out = object.__new__(type(self))
+        out.labels = self.labels[idx.numpy()]
+        out.keys = {v: [k[i] for i in idx.tolist()] for v, k in self.keys.items()}
+        out.pixels = {v: x[idx] for v, x in self.pixels.items()}
+        out.token_ids = self.token_ids[idx]
+        return out
+
+    def batches(self, size: int = 256) -> Iterator[dict[str, torch.Tensor]]:
+        """The whole set in order, as batches (evaluation reads it this way, fast)."""
+        for start in range(0, len(self), size):
+            idx = torch.arange(start, min(start + size, len(self)))
+            yield self._item(idx) | {"label": torch.as_tensor(self.labels[idx.numpy()])}

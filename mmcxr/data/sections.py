@@ -47,7 +47,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["SECTION_HEADER", "normalize_text", "parse_sections", "report_fields", "section_name"]
+__all__ = [
+    "SECTION_HEADER",
+    "join_sections",
+    "normalize_text",
+    "parse_sections",
+    "report_fields",
+    "section_name",
+]
 
 #: A section header: newline, one space, upper-case name (letters, spaces, ()/,-), colon.
 SECTION_HEADER = re.compile(r"\n ([A-Z ()/,-]+):\s")
@@ -169,6 +176,18 @@ _WS = re.compile(r"\s+")
 def normalize_text(text: str) -> str:
     """Collapse every run of whitespace (line wraps at 79 characters included) to one space."""
     return _WS.sub(" ", text).strip()
+
+
+def join_sections(*parts: object) -> str:
+    """Sections' texts joined with a space, in order (findings then impression, say): blank
+    or missing (None, NaN) ones left out, and so is one that repeats an earlier one word for
+    word (a report without headings gives the same text as findings and as impression)."""
+    kept: list[str] = []
+    for p in parts:
+        s = "" if p is None or (isinstance(p, float) and p != p) else str(p).strip()
+        if s and s not in kept:
+            kept.append(s)
+    return " ".join(kept)
 
 
 def section_name(header: str) -> str:

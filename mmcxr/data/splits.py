@@ -3,7 +3,8 @@
 A patient's studies look alike (same anatomy, same devices), so a split by image or study
 lets a model recognise the patient instead of the disease and inflates test metrics. The
 split is therefore drawn over patients with scikit-learn's ``train_test_split`` (optionally
-stratified by each patient's label) and broadcast back to their rows.
+stratified by each patient's label) and broadcast back to their rows. Where each row is its
+own patient, :func:`stratified_splits` draws repeated stratified (train, held-out) splits.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedShuffleSplit, train_test_split
 
 from mmcxr.data.errors import DataWarning
 
-__all__ = ["SPLIT_NAMES", "patient_split", "patient_split_shares"]
+__all__ = ["SPLIT_NAMES", "patient_split", "patient_split_shares", "stratified_splits"]
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -128,3 +129,14 @@ def patient_split_shares(
         assign[patient] = names[j]
         filled[j] += n
     return df[patient_col].map(assign).rename("split")
+
+
+def stratified_splits(
+    labels: Sequence[int], n_splits: int, holdout: float, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n_splits`` stratified (train, held-out) index pairs over all cases (sorted indices;
+    ``holdout``: the held-out share). Each case must be its own patient (one image per patient,
+    say), or a patient may span both parts: split by patient with :func:`patient_split` then."""
+    y = np.asarray(labels)
+    sss = StratifiedShuffleSplit(n_splits=n_splits, test_size=holdout, random_state=seed)
+    return [(np.sort(a), np.sort(b)) for a, b in sss.split(np.zeros(len(y)), y)]

@@ -4,6 +4,8 @@ Reports are lower-cased and split into words with gensim's ``simple_preprocess``
 tokeniser feeds Word2Vec and the classifier, so every vocabulary word can receive its vector),
 cut or padded to a fixed length (140 words in the paper), mapped to ids by :class:`WordVocab`
 and fed to :class:`KimCNN` (kernels 3/4/5, max-over-time pooling, trainable embedding).
+The embeddings: Word2Vec on the reports (:func:`train_word2vec`), or a general-English one
+(:func:`general_vectors`: a local GloVe file, else Word2Vec on gensim's :func:`lee_corpus`).
 """
 
 from __future__ import annotations
@@ -24,15 +26,22 @@ from torch import nn
 from mmcxr import atomic
 
 __all__ = [
+    "LEE_CORPUS",
     "KimCNN",
     "WordVocab",
     "embedding_matrix",
+    "general_vectors",
+    "lee_corpus",
+    "load_glove",
     "load_word_vectors",
     "train_word2vec",
     "words",
 ]
 
 PAD, UNK = "<pad>", "<unk>"
+#: The word2vec-format corpus gensim ships with its tests: the Lee background corpus, 300
+#: news articles of the Australian Broadcasting Corporation (gensim's Word2Vec tutorial data).
+LEE_CORPUS = "lee_background.cor"
 
 
 def words(text: str) -> list[str]:
@@ -241,3 +250,22 @@ def load_glove(path: str | os.PathLike) -> KeyedVectors:
         return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=not has_header)
     except Exception as e:
         raise ValueError(f"{path}: not a GloVe or word2vec-format vectors file ({e})") from e
+
+
+def lee_corpus() -> list[str]:
+    """A general-English corpus available offline: gensim's Lee background corpus
+    (:data:`LEE_CORPUS`, one news article per line), shipped with gensim."""
+    from gensim.test.utils import datapath
+
+    return Path(datapath(LEE_CORPUS)).read_text(encoding="latin-1").splitlines()
+
+
+def general_vectors(
+    path: str | os.PathLike | None = None, *, dim: int = 300, seed: int = 0, epochs: int = 10
+) -> KeyedVectors:
+    """A generic (not clinical) embedding: GloVe or any word2vec-format file at ``path`` when
+    given (:func:`load_glove`), else :func:`train_word2vec` with these settings on
+    :func:`lee_corpus`, so that it differs from a report-trained one only in its corpus."""
+    if path:
+        return load_glove(path)
+    return train_word2vec(lee_corpus(), dim=dim, seed=seed, epochs=epochs)

@@ -35,6 +35,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 - torch's own convention
 
+from mmcxr.metrics import sharpness  # re-exported: the measure of generated films
+
 __all__ = [
     "JOINTS",
     "Modality",
@@ -417,17 +419,6 @@ def generate_all(
         for name, x in model.generate(batch, subset, generator=g).items():
             out[name].append(x)
     return {n: torch.cat(v) for n, v in out.items()}
-
-
-def sharpness(images: np.ndarray) -> np.ndarray:
-    """Mean gradient magnitude (Sobel) of each image ``(N, H, W)`` in display intensity:
-    blur weakens edges and lowers it, so "less blurry" becomes "a higher value"."""
-    from scipy import ndimage
-
-    x = np.asarray(images, dtype=np.float64).reshape(len(images), *np.shape(images)[-2:])
-    gx = ndimage.sobel(x, axis=-1, mode="nearest")
-    gy = ndimage.sobel(x, axis=-2, mode="nearest")
-    return np.hypot(gx, gy).mean(axis=(-2, -1))
 
 
 def build_mvae(
