@@ -65,7 +65,7 @@ __all__ = [
     "write_curve",
 ]
 
-#: Where the measured curves live (one ``<slug>.json`` per chapter), inside the package.
+#: Where the measured curves live (one ``<name>.json`` per calibration), inside the package.
 CURVE_DIR = Path(__file__).resolve().parent / "chapters" / "calibration"
 
 #: A measurement: (book parameters with the knob and seed set, output folder, device) ->
@@ -87,94 +87,37 @@ class Calibration:
     source: str
     measure: Measure
     keys: tuple[str, ...]
+    #: the curve's name (its file is ``<name>.json``); a chapter's first calibration is
+    #: named by its slug, further ones ``<slug>.<what>``
+    name: str = ""
 
-
-def _late_fusion_image(params: dict[str, Any], out: Path, device: str) -> dict[str, float]:
-    """The late-fusion chapter's image-only model, full training set, BCE loss: its test
-    AUROC, built with the chapter's own functions exactly as the notebook does."""
-    from mmcxr import data, runs
-    from mmcxr.chapters import late_fusion as lf
-    from mmcxr.synth import SynthConfig
-
-    t0 = time.perf_counter()
-    root = data.resolve_root(
-        params["data_format"],
-        None,
-        n=params["synth_n"],
-        seed=params["synth_seed"],
-        image_size=params["synth_image_size"],
-        config=SynthConfig.from_chapter(params),
-    )
-    images = data.load_mimic_cxr_jpg(root, None, progress=False)
-    cohort = lf.build_cohort(
-        images,
-        seed=params["seed"],
-        split_fractions=params["split_fractions"],
-        neg_frac=params["subsample_negative_fraction"],
-        test_neg_frac=params["test_negative_fraction"],
-        text_field=params["text_field"],
-    )
-    cache_dir = lf.image_cache_dir(out, cohort, params["image_size"])
-    table = cohort.table[["dicom_id", "path"]]
-    data.prepare(
-        params["data_format"],
-        root,
-        cache_dir,
-        size=params["image_size"],
-        table=table,
-        overwrite="stale",
-        progress=False,
-    )
-    cache = data.ImageCache(cache_dir)
-    splits = lf.make_splits(cohort, cache, {})  # image only: no report tokens
-    t1 = time.perf_counter()
-    run = lf.train_run(
-        lf.RunSpec("image", "full", "bce"),
-        params,
-        splits,
-        runs.RunStore(out / "runs"),
-        lf.data_fingerprint(cohort, cache),
-        None,
-        device=device,
-    )
-    test = run.metrics["test"]
-    return {
-        "auroc": float(test["auroc"]),
-        "test_positives": int(np.sum(run.predictions["labels"])),
-        "data_seconds": t1 - t0,
-        "train_seconds": time.perf_counter() - t1,
-    }
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.slug)
 
 
 def _calibrations() -> dict[str, Calibration]:
-    from mmcxr.chapters import late_fusion as lf
-    from mmcxr.chapters import late_fusion_reference as ref
+    """Every ``mmcxr/chapters/<module>_calibration.py`` defines ``calibrations()``, returning
+    that chapter's :class:`Calibration` objects (a chapter may calibrate several baselines)."""
+    import importlib
+    import pkgutil
 
-    lf_keys = (
-        "data_format",
-        "synth_n",
-        "synth_seed",
-        "synth_image_size",
-        "synth_report_difficulty",
-        *(k for k in lf.SHARED_KEYS if k != "seed"),
-        *lf.IMAGE_KEYS,
-    )
-    return {
-        lf.SLUG: Calibration(
-            slug=lf.SLUG,
-            knob="synth_image_difficulty",
-            metric="auroc",
-            target=ref.RESULTS[("image", "full", "bce")][4],
-            baseline="test AUROC of the image-only model (full training set, BCE loss)",
-            source="Chao & Li, Figure 2: Image, Full, BCE loss",
-            measure=_late_fusion_image,
-            keys=lf_keys,
-        )
-    }
+    from mmcxr import chapters
+
+    out: dict[str, Calibration] = {}
+    for info in sorted(pkgutil.iter_modules(chapters.__path__), key=lambda i: i.name):
+        if not info.name.endswith("_calibration"):
+            continue
+        module = importlib.import_module(f"mmcxr.chapters.{info.name}")
+        for cal in module.calibrations():
+            if cal.name in out:
+                raise ValueError(f"two calibrations named {cal.name!r}")
+            out[cal.name] = cal
+    return out
 
 
 class _Registry(Mapping[str, Calibration]):
-    """Chapter slug -> :class:`Calibration`, built on first use (chapters import torch)."""
+    """Calibration name -> :class:`Calibration`, built on first use (chapters import torch)."""
 
     _items: dict[str, Calibration] | None = None
 
@@ -183,11 +126,11 @@ class _Registry(Mapping[str, Calibration]):
             self._items = _calibrations()
         return self._items
 
-    def __getitem__(self, slug: str) -> Calibration:
+    def __getitem__(self, name: str) -> Calibration:
         items = self._get()
-        if slug not in items:
-            raise KeyError(f"no calibration for chapter {slug!r}; known: {sorted(items)}")
-        return items[slug]
+        if name not in items:
+            raise KeyError(f"no calibration named {name!r}; known: {sorted(items)}")
+        return items[name]
 
     def __iter__(self):
         return iter(self._get())
@@ -196,7 +139,7 @@ class _Registry(Mapping[str, Calibration]):
         return len(self._get())
 
 
-#: Every chapter's calibration, by slug.
+#: Every chapter's calibrations, by name.
 CALIBRATIONS: Mapping[str, Calibration] = _Registry()
 
 
@@ -204,14 +147,14 @@ CALIBRATIONS: Mapping[str, Calibration] = _Registry()
 # stored curves
 
 
-def curve_path(slug: str) -> Path:
-    return CURVE_DIR / f"{slug}.json"
+def curve_path(name: str) -> Path:
+    return CURVE_DIR / f"{name}.json"
 
 
-def load_curve(slug_or_path: str | os.PathLike) -> dict[str, Any]:
-    """A stored curve (a chapter slug, or a path to a ``.json``)."""
-    p = Path(slug_or_path)
-    path = p if p.suffix == ".json" else curve_path(str(slug_or_path))
+def load_curve(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """A stored curve (a calibration's name, or a path to a ``.json``)."""
+    p = Path(name_or_path)
+    path = p if p.suffix == ".json" else curve_path(str(name_or_path))
     try:
         curve = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -333,13 +276,13 @@ def stale_parameters(curve: Mapping[str, Any], params: Mapping[str, Any]) -> dic
     }
 
 
-def chapter_status(slug: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def chapter_status(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """What a chapter's page says of its calibration: the knob and the value this run used,
     the stored default and the paper's target, the curve's fitted mean at this value, and
     whether this run *is* the calibrated one (synthetic data, the default value, and none of
     the parameters the curve depends on changed since it was measured)."""
-    cal = CALIBRATIONS[slug]
-    curve = load_curve(slug)
+    cal = CALIBRATIONS[name]
+    curve = load_curve(name)
     s = summarize(curve)
     fit = monotone_fit(s.index, s["mean"], s["n"]) if len(s) > 1 else s["mean"].to_numpy()
     value = float(params[cal.knob])
@@ -392,7 +335,7 @@ def _plain(value: Any) -> Any:
 
 
 def measure_curve(
-    slug: str,
+    name: str,
     values: Sequence[float],
     seeds: Sequence[int],
     *,
@@ -402,7 +345,7 @@ def measure_curve(
     path: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Measure ``slug``'s single-modality baseline at each knob value and seed.
+    """Measure the calibration ``name``'s single-modality baseline at each knob value and seed.
 
     Each run is the chapter's ``profile`` (default ``book``) with the knob set to the value
     and the chapter's ``seed`` (its split, initialisation and batches) set to the seed; the
@@ -415,15 +358,17 @@ def measure_curve(
     from mmcxr.profiles import resolved_parameters
     from mmcxr.synth.fingerprint import generator_fingerprint
 
-    cal = CALIBRATIONS[slug]
+    cal = CALIBRATIONS[name]
+    slug = cal.slug
     params = resolved_parameters(slug, profile)
     if cal.knob not in params:
         raise KeyError(f"{slug}: the notebook has no {cal.knob!r} parameter")
     recorded = {k: _plain(params[k]) for k in cal.keys}
-    path = Path(path) if path is not None else curve_path(slug)
+    path = Path(path) if path is not None else curve_path(name)
     out = Path(out_dir) if out_dir is not None else env.output_dir(slug) / "calibration"
     curve: dict[str, Any] = {
         "slug": slug,
+        "name": name,
         "knob": cal.knob,
         "metric": cal.metric,
         "target": cal.target,
@@ -454,7 +399,7 @@ def measure_curve(
         write_curve(curve, path)
         if progress:
             print(
-                f"[calibration] {slug} {cal.knob}={value:g} seed={seed}:"
+                f"[calibration] {name} {cal.knob}={value:g} seed={seed}:"
                 f" {cal.metric} {result[cal.metric]:.3f} in {point['seconds']:.0f} s"
                 f" ({i}/{len(todo)})",
                 flush=True,
@@ -502,25 +447,29 @@ def plot_curve(
         if picked is not None:
             ax.axvline(picked, ls=":", color="grey", lw=1.2, label=f"default {picked:.2f}")
         ax.set(xlabel=curve["knob"], ylabel=metric.upper() if metric == "auroc" else metric)
-        ax.set_title(title if title is not None else curve.get("slug", ""))
+        ax.set_title(title if title is not None else curve.get("name", curve.get("slug", "")))
         ax.legend(loc="lower left", fontsize=8)
     return fig
 
 
-def plot_curves(slugs: Sequence[str] | None = None) -> Figure:
-    """Every stored curve (or those of ``slugs``), one panel each."""
-    if slugs is None:
-        slugs = sorted(p.stem for p in CURVE_DIR.glob("*.json"))
-    if not slugs:
+def plot_curves(names: Sequence[str] | None = None, columns: int = 2) -> Figure:
+    """Every stored curve (or those named), one panel each, ``columns`` to a row."""
+    if names is None:
+        names = sorted(p.stem for p in CURVE_DIR.glob("*.json"))
+    if not names:
         raise FileNotFoundError(f"no calibration curves under {CURVE_DIR}")
     from mmcxr import plots
 
+    cols = min(columns, len(names))
+    rows = -(-len(names) // cols)
     with plots.style():
-        fig = Figure(figsize=(5.0 * len(slugs), 3.6), layout="constrained")
-        axes = fig.subplots(1, len(slugs), squeeze=False)[0]
-    for slug, ax in zip(slugs, axes, strict=True):
-        curve = load_curve(slug)
-        plot_curve(curve, ax=ax, title=f"{slug}\n{curve.get('baseline', '')}")
+        fig = Figure(figsize=(5.0 * cols, 3.6 * rows), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for name, ax in zip(names, axes, strict=False):
+        curve = load_curve(name)
+        plot_curve(curve, ax=ax, title=f"{name}\n{curve.get('baseline', '')}")
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
     return fig
 
 
@@ -591,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Measure a chapter's single-modality baseline against a generator knob"
         " (in its book profile) and store the curve under mmcxr/chapters/calibration/.",
     )
-    ap.add_argument("slug", help="chapter slug, e.g. late-fusion-pneumonia")
+    ap.add_argument("name", help="calibration name, e.g. late-fusion-pneumonia (see --list)")
     ap.add_argument("--values", type=float, nargs="+", required=True, help="knob values")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     ap.add_argument("--profile", default="book")
@@ -602,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.seeds < 1:
         ap.error("--seeds must be >= 1")
     curve = measure_curve(
-        a.slug,
+        a.name,
         a.values,
         list(range(a.seeds)),
         profile=a.profile,

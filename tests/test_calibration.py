@@ -161,26 +161,45 @@ def test_report_witness_falls_with_the_report_knob():
 # the stored late-fusion curve and the chapter's default
 
 
-@pytest.fixture(scope="module")
-def stored():
-    return cal.load_curve(SLUG)
+def test_every_stored_curve_belongs_to_a_registered_calibration():
+    stored = {p.stem for p in cal.CURVE_DIR.glob("*.json")}
+    assert SLUG in stored
+    assert stored <= set(cal.CALIBRATIONS), "a curve file with no calibration that measures it"
 
 
-def test_stored_curve_has_three_seeds_per_value_and_falls(stored):
+def _stored_curves():
+    """Every registered calibration that has a stored curve (a chapter adds its curve with
+    the chapter; until then its calibration has none)."""
+    return [name for name in cal.CALIBRATIONS if cal.curve_path(name).is_file()]
+
+
+@pytest.mark.parametrize("name", _stored_curves())
+def test_stored_curve_has_three_seeds_per_value_and_moves_with_the_knob(name):
+    stored = cal.load_curve(name)
     s = cal.summarize(stored)
     assert len(s) >= 3 and (s["n"] >= 3).all()
-    assert s["mean"].iloc[0] > s["mean"].iloc[-1] + 0.1  # harder films, lower image AUROC
-    assert stored["profile"] == "book" and stored["knob"] == "synth_image_difficulty"
+    assert abs(s["mean"].iloc[0] - s["mean"].iloc[-1]) > 0.1  # the knob moves the baseline
+    assert stored["profile"] == "book" and stored["knob"] == cal.CALIBRATIONS[name].knob
 
 
-def test_stored_curve_was_measured_in_the_current_book_profile(stored):
-    stale = cal.stale_parameters(stored, resolved_parameters(SLUG, "book"))
+@pytest.mark.parametrize("name", _stored_curves())
+def test_stored_curve_was_measured_in_the_current_book_profile(name):
+    stored = cal.load_curve(name)
+    slug = cal.CALIBRATIONS[name].slug
+    stale = cal.stale_parameters(stored, resolved_parameters(slug, "book"))
     assert not stale, (
         f"the book profile changed since the curve was measured {stale}: re-measure it with"
-        f" python -m mmcxr.calibration {SLUG} --seeds 3 --values ..."
+        f" python -m mmcxr.calibration {name} --seeds 3 --values ..."
     )
 
 
-def test_chapter_default_is_read_off_the_stored_curve(stored):
-    literal = default_parameters(SLUG)["synth_image_difficulty"]
-    assert round(literal, 2) == cal.default_value(stored)
+@pytest.mark.parametrize("name", _stored_curves())
+def test_chapter_default_is_read_off_the_stored_curve(name):
+    c = cal.CALIBRATIONS[name]
+    literal = default_parameters(c.slug)[c.knob]
+    assert round(literal, 2) == cal.default_value(name)
+
+
+def test_late_fusion_curve_falls_with_the_image_knob():
+    s = cal.summarize(cal.load_curve(SLUG))
+    assert s["mean"].iloc[0] > s["mean"].iloc[-1] + 0.1  # harder films, lower image AUROC
