@@ -298,23 +298,38 @@ def chapter_status(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         "source": cal.source,
         "expected": float(np.interp(value, s.index.to_numpy(), fit)),
         "seeds": int(s["n"].min()),
+        "seed_sd": float(s["std"].mean()),
         "synthetic": params.get("data_root") is None,
         "stale": stale,
         "calibrated": params.get("data_root") is None and not stale and value == default,
     }
 
 
+#: What each difficulty knob sets, as :func:`status_markdown` says it.
+KNOB_EFFECTS = {
+    "synth_image_difficulty": "how hard the synthetic films are",
+    "synth_report_difficulty": "how little the synthetic reports say about their films",
+}
+
+
 def status_markdown(status: Mapping[str, Any]) -> str:
     """:func:`chapter_status` as a paragraph for the page."""
+    effect = KNOB_EFFECTS.get(status["knob"], "how hard the synthetic films are")
     what = (
-        f"`{status['knob']}` = {status['value']:g} sets how hard the synthetic films are. The"
+        f"`{status['knob']}` = {status['value']:g} sets {effect}. The"
         f" chapter's default, {status['default']:g}, is where the stored calibration curve"
         f" (mean of {status['seeds']} seeds per knob value, `book` profile) meets the paper's"
         f" {status['target']:.3g}, its {status['baseline']} ({status['source']}); at"
         f" {status['value']:g} the curve's fitted mean is {status['expected']:.3f}."
     )
     if not status["synthetic"]:
-        return what.split(" sets how hard")[0] + " is ignored: this run reads a real release."
+        return what.split(" sets ")[0] + " is ignored: this run reads a real release."
+    if not math.isnan(status.get("seed_sd", math.nan)):
+        what += (
+            f" One run is one seed: at a fixed knob value the seeds' {status['metric'].upper()}"
+            f" differ by {status['seed_sd']:.3f} (standard deviation, averaged over the curve),"
+            " so this page's own baseline may sit that far from the curve."
+        )
     if status["calibrated"]:
         return what + " Only this input was calibrated; every claim below is computed as it comes."
     why = []

@@ -142,6 +142,8 @@ def test_chapter_status_says_when_a_run_is_not_the_calibrated_one(monkeypatch):
     assert ok["calibrated"] and ok["seeds"] == 2
     assert ok["expected"] == pytest.approx(0.76, abs=0.01)
     assert "not the calibrated one" not in cal.status_markdown(ok)
+    assert ok["seed_sd"] == pytest.approx(0.02 / math.sqrt(2))  # two seeds 0.02 apart
+    assert "differ by 0.014" in cal.status_markdown(ok)
     other = cal.chapter_status(SLUG, {knob: 0.9, "synth_n": 200, "data_root": None})
     text = cal.status_markdown(other)
     assert not other["calibrated"] and "not the calibrated one" in text
