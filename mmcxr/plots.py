@@ -772,3 +772,39 @@ def plot_embedding_pca(
         ax.scatter(*xyz[labels == j, :2].T, s=4, color=colours[j])
         ax.set_title(f"{names[j]} ({int((labels == j).sum())})", fontsize=8)
     return fig, grid
+
+
+def animate_embedding_pca(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    *,
+    frames: int = 18,
+    size: float = 4.0,
+    dpi: int = 50,
+) -> str:
+    """A rotating 3-D view of :func:`plot_embedding_pca`'s projection (paper 000 made one):
+    ``frames`` azimuths over a full turn, as a self-contained HTML/JavaScript player (frames
+    embedded as PNG) that a notebook shows with ``IPython.display.HTML`` and the book keeps."""
+    from matplotlib.animation import FuncAnimation
+    from sklearn.decomposition import PCA
+
+    if frames < 2:
+        raise ValueError(f"an animation needs at least 2 frames, got {frames}")
+    z = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
+    xyz = PCA(3).fit_transform(z)
+    colours = mpl.colormaps["tab20"](np.linspace(0, 1, len(names)))
+    fig = Figure(figsize=(size, size), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot(projection="3d")
+    for j in range(len(names)):
+        if (labels == j).any():
+            ax.scatter(*xyz[labels == j].T, s=4, color=colours[j], label=names[j])
+    ax.set(xlabel="PC1", ylabel="PC2", zlabel="PC3", title="PCA to 3-D, rotating")
+    ax.legend(fontsize=5, markerscale=2, loc="upper left")
+
+    def turn(k: int):
+        ax.view_init(20, 360 * k / frames)
+        return ()
+
+    anim = FuncAnimation(fig, turn, frames=frames, interval=150, blit=False)
+    return anim.to_jshtml(fps=8, default_mode="loop")

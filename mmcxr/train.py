@@ -142,9 +142,13 @@ class Predictions:
 
 
 def _val_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
-    """Validation AUROC (macro over outputs with both classes) and accuracy at p=0.5."""
+    """Validation AUROC (macro over outputs with both classes) and accuracy at p=0.5; NaN
+    when the outputs are not one logit per label (e.g. a captioner's per-token vocabulary
+    scores, whose labels are the caption's word ids)."""
     from sklearn.metrics import roc_auc_score
 
+    if np.size(labels) != np.size(logits):
+        return {"val_auroc": float("nan"), "val_accuracy": float("nan")}
     y = labels.reshape(len(labels), -1)
     s = logits.reshape(len(logits), -1)
     aucs = [

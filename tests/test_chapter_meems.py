@@ -15,6 +15,7 @@ from mmcxr.chapters import meems as mm
 from mmcxr.chapters import meems_reference as reference
 from mmcxr.chapters import meems_results as mr
 from mmcxr.data.splits import patient_split_shares
+from mmcxr.models.captioner import caption_words
 from mmcxr.runs import run_key
 
 
@@ -217,3 +218,53 @@ def test_embedding_strata_and_slice_claims_on_hand_made_tables():
     weak = mr.claim_table(_ours(), separation={"probe_auroc": 0.6, "silhouette": 0.2})
     assert _holds(mr.evaluate_claims(weak).set_index("id"), "no-finding-separates") is False
     assert math.isclose(sum(reference.split_shares().values()), 1.0)
+
+
+def test_calibration_is_registered_against_the_papers_baseline():
+    from mmcxr.calibration import CALIBRATIONS
+
+    c = CALIBRATIONS[mm.SLUG]
+    assert c.knob == "synth_image_difficulty" and c.knob in mm.PARAMETERS
+    assert c.target == reference.RESULTS[("binary", "baseline")]["auroc"] == 0.76
+    # the curve depends on what the baseline run reads, and its seed is what varies
+    assert "seed" not in c.keys and {"split_shares", "baseline_epochs", "synth_n"} <= set(c.keys)
+    assert set(c.keys) <= set(mm.PARAMETERS)
+
+
+def test_constant_caption_scores_are_those_of_the_most_common_report():
+    images = _images(200)
+    for i in range(len(images)):  # one report much more common than the rest
+        if i % 3:
+            images.loc[i, ["findings", "impression"]] = ["The lungs are clear.", "No change."]
+    cohort = mm.build_cohort(images, shares=dict(zip(mm.SPLITS, (0.4, 0.2, 0.2, 0.2), strict=True)))
+    params = {"max_words": 30}
+    val = cohort.rows("val")["text"].tolist()
+    got = mm.constant_caption_scores(cohort, params)
+    common = "the lungs are clear no change".split()
+    assert got == mm.score_captions([common] * len(val), val, params)
+    same = mm.score_captions([caption_words(t) for t in val], val, params)
+    assert same["iou"] == 1.0 and same["label_agreement"] == 1.0
+    assert 0 <= got["iou"] < 1 and 0 <= got["bleu4"] < 1
+
+
+def test_hit_sentence_quotes_the_rate_or_says_there_is_none():
+    from mmcxr.chapters import meems_captions as mc
+
+    none = mc.hit_sentence(pd.DataFrame(columns=["finding", "word", "mass", "chance mass", "hit"]))
+    assert none.startswith("No held-out caption")
+    hits = pd.DataFrame({"finding": ["Edema"] * 4, "word": ["edema"] * 4,
+                         "mass": [0.5, 0.3, 0.2, 0.2], "chance mass": [0.1] * 4,
+                         "hit": [1.0, 1.0, 0.0, 0.0]})  # fmt: skip
+    text = mc.hit_sentence(hits)
+    assert "For 4 held-out films" in text and "0.500" in text and "0.300" in text
+
+
+def test_rotating_pca_is_a_self_contained_player():
+    from mmcxr import plots
+
+    rng = np.random.default_rng(0)
+    emb, labels = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+    html = plots.animate_embedding_pca(emb, labels, ["a", "b", "c"], frames=2, size=2, dpi=30)
+    assert "<script" in html and html.count("data:image/png;base64") == 2
+    with pytest.raises(ValueError, match="frames"):
+        plots.animate_embedding_pca(emb, labels, ["a", "b", "c"], frames=1)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from mmcxr.data import MultimodalDataset
 from mmcxr.models import captioner as cap
 
 
@@ -140,18 +139,27 @@ def _caption_ds(n=12):
     feats = torch.randn(n, 4, 6, generator=g)
     tokens = torch.randint(4, 12, (n, 6), generator=g)
     tokens[:, 0], tokens[:, -1] = 2, 3
-    return MultimodalDataset(np.zeros(n), text={"features": feats, "tokens": tokens})
+    return cap.caption_dataset(feats, tokens)
 
 
-def test_fit_captioner_learns_and_stops_early():
+def test_fit_captioner_trains_through_train_fit_and_resumes(tmp_path):
     ds = _caption_ds()
+    assert torch.equal(ds.labels.long(), ds.text["tokens"])  # the word ids are the labels
     m = _model()
-    hist, best = cap.fit_captioner(m, ds, ds, epochs=6, batch_size=4, lr=0.01, patience=5)
-    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
-    assert 1 <= best <= len(hist)
-    frozen, _ = cap.fit_captioner(_model(), ds, ds, epochs=20, batch_size=4, lr=0.0, patience=2,
-                                  epoch_metrics=lambda model: {"x": 1.0})  # fmt: skip
-    assert len(frozen) == 3  # epoch 1 is best, two epochs without progress stop it
-    assert (frozen["x"] == 1.0).all()
+    hist = cap.fit_captioner(m, ds, ds, epochs=6, batch_size=4, lr=0.01, patience=5,
+                             device="cpu", epoch_metrics=lambda model: {"x": 1.0})  # fmt: skip
+    t = hist.table
+    assert t["train_loss"].iloc[-1] < t["train_loss"].iloc[0]
+    assert t["val_loss"].notna().all() and (t["x"] == 1.0).all()
+    # vocabulary scores are not one logit per label: no AUROC or accuracy, and no crash
+    assert t["val_auroc"].isna().all() and t["val_accuracy"].isna().all()
+    assert 1 <= hist.best_epoch <= len(t)
+    # a checkpointed run that is interrupted resumes where it stopped
+    part = cap.fit_captioner(_model(), ds, ds, epochs=4, batch_size=4, lr=0.01, device="cpu",
+                             checkpoint_dir=tmp_path, seed=1)  # fmt: skip
+    assert part.resumed_from_epoch == 0
+    again = cap.fit_captioner(_model(), ds, ds, epochs=4, batch_size=4, lr=0.01, device="cpu",
+                              checkpoint_dir=tmp_path, seed=1)  # fmt: skip
+    assert again.resumed_from_epoch == len(part.table)
     with pytest.raises(ValueError):
         cap.fit_captioner(_model(), ds, ds, epochs=0)

@@ -46,8 +46,8 @@ TASKS = ("binary", "14-label")
 MODELS = ("baseline", "meems")
 
 PARAMETERS: dict[str, Param] = {
-    **common(),
-    **synthetic(),
+    **common(formats=("mimic-cxr",)),
+    **synthetic(image_difficulty=True),
     "split_shares": Param("list", items="float", length=4, low=0, high=1),
     "image_size": Param("int", low=32, high=1024),
     "image_backbone": Param("str"),
@@ -61,6 +61,7 @@ PARAMETERS: dict[str, Param] = {
     "decoder_dim": Param("int", low=4),
     "attention_dim": Param("int", low=4),
     "caption_epochs": Param("int", low=1),
+    "caption_lr": Param("float", low=0, high=1),
     "caption_sample": Param("int", low=1),
     "beam": Param("int", low=1),
     "embed_dims": Param("list", items="int", length=2, low=1),
@@ -101,9 +102,9 @@ class Cohort:
         """``(N,)`` Finding labels or ``(N, 14)`` label matrix of a split (all rows: None)."""
         t = self.table if split is None else self.rows(split)
         if task == "binary":
-            return t["finding"].to_numpy(dtype=np.float32)
+            return t["finding"].to_numpy(dtype=np.float32, copy=True)  # writable for torch
         if task == "14-label":
-            return t[[f"y_{c}" for c in LABELS]].to_numpy(dtype=np.float32)
+            return t[[f"y_{c}" for c in LABELS]].to_numpy(dtype=np.float32, copy=True)
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
 
@@ -170,7 +171,8 @@ _KEYS = {
     "extractor": ("seed", "image_size", "image_backbone", "extractor_epochs", "batch_size", "lr",
                   "patience", "plateau_patience"),
     "captioner": ("attention_stage", "vocab_size", "max_words", "word_dim", "word_vectors",
-                  "decoder_dim", "attention_dim", "caption_epochs", "caption_sample", "beam"),
+                  "decoder_dim", "attention_dim", "caption_epochs", "caption_lr", "caption_sample",
+                  "beam"),
     "meems": ("embed_dims", "classifier_hidden", "classifier_epochs"),
     "baseline": ("seed", "image_size", "image_backbone", "baseline_epochs", "batch_size", "lr",
                  "patience", "plateau_patience"),
@@ -316,10 +318,27 @@ def build_captioner(params, vocab_size: int, enc_dim: int, embedding=None) -> ca
 
 def caption_scores(model, feats, texts, vocab, params) -> dict[str, float]:
     """Word-set IoU, BLEU-4 and label agreement of beam-search captions vs the reports."""
+    out = model.generate(feats, beam=int(params["beam"]), max_len=int(params["max_words"]))
+    return score_captions([vocab.decode(t) for t in out.tokens], texts, params)
+
+
+def constant_caption_scores(cohort: Cohort, params, split: str = "val") -> dict[str, float]:
+    """What a "captioner" that ignores the film reaches: the most common $D_{captioning}$
+    report (its first ``max_words`` words) written for every film of ``split``. A captioner
+    whose scores do not beat these has learnt the reports' phrasing, not the films."""
+    words = cohort.rows("captioning")["text"].map(
+        lambda t: " ".join(cap.caption_words(t)[: int(params["max_words"])])
+    )
+    common = str(words.value_counts().index[0]).split()
+    texts = cohort.rows(split)["text"].tolist()
+    return score_captions([common] * len(texts), texts, params)
+
+
+def score_captions(gen: list[list[str]], texts, params) -> dict[str, float]:
+    """IoU, BLEU-4 and label agreement of generated word lists against the reports' first
+    ``max_words`` words."""
     from mmcxr.synth.labeler import label_text
 
-    out = model.generate(feats, beam=int(params["beam"]), max_len=int(params["max_words"]))
-    gen = [vocab.decode(t) for t in out.tokens]
     ref = [cap.caption_words(t)[: int(params["max_words"])] for t in texts]
     return {
         "iou": float(np.mean([cap.word_iou(g, r) for g, r in zip(gen, ref, strict=True)])),
@@ -330,9 +349,10 @@ def caption_scores(model, feats, texts, vocab, params) -> dict[str, float]:
     }
 
 
-def train_captioner(params, cohort, features, store, data_fp):
-    """Show, Attend and Tell on D_captioning, validated on D_val, with the Figure 3 numbers
-    (IoU, BLEU-4, label agreement) on seeded samples of ``caption_sample`` images per epoch."""
+def train_captioner(params, cohort, features, store, data_fp, *, device="auto"):
+    """Show, Attend and Tell on D_captioning, validated on D_val (through
+    :func:`mmcxr.train.fit`, so an interrupted run resumes), with the Figure 3 numbers (IoU,
+    BLEU-4, label agreement) on seeded samples of ``caption_sample`` images per epoch."""
     t = cohort.table
     maps = features.predictions["maps"]
     texts = t["text"].tolist()
@@ -350,8 +370,7 @@ def train_captioner(params, cohort, features, store, data_fp):
 
         def ds(split):
             i = torch.from_numpy(idx[split])
-            return data.MultimodalDataset(np.zeros(len(i)), text={"features": feats[i],
-                                          "tokens": tokens[i]})  # fmt: skip
+            return cap.caption_dataset(feats[i], tokens[i])
 
         model = build_captioner(params, len(vocab), feats.shape[2], emb)
 
@@ -364,11 +383,12 @@ def train_captioner(params, cohort, features, store, data_fp):
                 row.update({f"{name}_{k}": v for k, v in sc.items()})
             return row
 
-        history, best = cap.fit_captioner(
+        history = cap.fit_captioner(
             model, ds("captioning"), ds("val"), epochs=int(params["caption_epochs"]),
-            batch_size=int(params["batch_size"]), lr=float(params["lr"]),
+            batch_size=int(params["batch_size"]), lr=float(params["caption_lr"]),
             plateau_patience=int(params["plateau_patience"]), patience=int(params["patience"]),
-            seed=int(params["seed"]), epoch_metrics=per_epoch,
+            seed=int(params["seed"]), epoch_metrics=per_epoch, checkpoint_dir=ckpt,
+            device=device,
         )  # fmt: skip
         out = model.generate(feats, beam=int(params["beam"]), max_len=int(params["max_words"]))
         n_alpha = max(len(a) for a in out.alphas)
@@ -377,8 +397,8 @@ def train_captioner(params, cohort, features, store, data_fp):
             alphas[i, : len(a)] = a
         captions = np.array([" ".join(vocab.decode(tk)) for tk in out.tokens])
         return {
-            "metrics": {"best_epoch": best, "epochs_run": len(history), "coverage": coverage,
-                        "vocab": vocab.itos},
+            "metrics": {"best_epoch": history.best_epoch, "epochs_run": len(history.table),
+                        "coverage": coverage, "vocab": vocab.itos},
             "history": history,
             "predictions": {"hidden": out.hidden.numpy(), "captions": captions,
                             "alphas": alphas, "scores": out.scores},

@@ -1,5 +1,6 @@
 """The MEEMS chapter's results: tables beside the paper's, hidden stratification measured on
-the planted strata, slice discovery, claims, glued numbers, figures and outputs.
+the planted strata, slice discovery, claims, glued numbers, figures and outputs (the captioner's
+results are read in :mod:`meems_captions`).
 
 :mod:`mmcxr.chapters.meems` trains the runs; this module reads their stored predictions only.
 Each claim is a :class:`~mmcxr.claims.ClaimSpec` run with the same code on the paper's numbers
@@ -10,8 +11,7 @@ claim is undecided on its side.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -31,15 +31,6 @@ STRATA = (
     ("lung lesion: obvious vs subtle", "Lung Lesion", "obvious", "subtle"),
     ("finding: department PA vs portable AP", "finding", "department", "portable"),
 )
-#: Words whose attention is checked against the planted box of their finding.
-FINDING_WORDS = {
-    "effusion": "Pleural Effusion", "effusions": "Pleural Effusion",
-    "cardiomegaly": "Cardiomegaly", "enlarged": "Cardiomegaly", "edema": "Edema",
-    "atelectasis": "Atelectasis", "consolidation": "Consolidation",
-    "pneumothorax": "Pneumothorax", "opacity": "Lung Opacity", "opacities": "Lung Opacity",
-    "nodule": "Lung Lesion", "mass": "Lung Lesion", "lesion": "Lung Lesion",
-    "pneumonia": "Pneumonia", "fracture": "Fracture",
-}  # fmt: skip
 SEPARATES = 0.70  # a linear probe at least this AUROC counts as "separates"
 ENRICHED = 0.10  # a discovered slice recovers a stratum when its share rises by this much
 
@@ -227,48 +218,6 @@ def embedding_separation(runs: Mapping[str, object], cohort: Cohort, seed: int =
     return {"probe_auroc": metrics.auroc(y, p[:, 1]), "silhouette": float(silhouette_score(z, y))}
 
 
-def attention_hits(cohort: Cohort, captions, gt: pd.DataFrame, cache, grid: tuple[int, int],
-                   splits: Sequence[str] = ("val", "test")) -> pd.DataFrame:  # fmt: skip
-    """Does a finding word's attention fall in that finding's planted box? For every held-out
-    image whose finding is drawn with a box and whose generated caption names it: the share of
-    the word's attention inside the box (each region's weight spread over its pixels; chance:
-    the box's share of the image) and whether the most attended region's centre is inside."""
-    from mmcxr.data.ground_truth import parse_box
-
-    t = cohort.table
-    g = t[["dicom_id"]].merge(gt, on="dicom_id", how="left")
-    alphas, texts = captions.predictions["alphas"], captions.predictions["captions"]
-    h, w = grid
-    rows = []
-    for i in np.flatnonzero(t["split"].isin(splits).to_numpy()):
-        words = str(texts[i]).split()
-        for pos, word in enumerate(words[: alphas.shape[1]]):
-            finding = FINDING_WORDS.get(word)
-            if finding is None or t[f"y_{finding}"].iloc[i] != 1:
-                continue
-            box = parse_box(g[f"box_{finding}"].iloc[i]) if f"box_{finding}" in g else None
-            if box is None:
-                continue
-            size = cache.get([t["dicom_id"].iloc[i]])[0].shape[-1]
-            x1, y1, x2, y2 = cache.geometry(t["dicom_id"].iloc[i]).map_box(box)
-            a = alphas[i, pos].reshape(h, w)
-            # each pixel carries its region's attention, spread over the region's pixels
-            r, c = np.arange(size) * h // size, np.arange(size) * w // size
-            counts = np.bincount(r, minlength=h)[:, None] * np.bincount(c, minlength=w)[None]
-            pix = (a / counts)[r][:, c]
-            rows_in = (np.arange(size) + 0.5 >= y1) & (np.arange(size) + 0.5 <= y2)
-            cols_in = (np.arange(size) + 0.5 >= x1) & (np.arange(size) + 0.5 <= x2)
-            inside = rows_in[:, None] & cols_in[None]
-            top = np.unravel_index(int(a.argmax()), a.shape)
-            centre = ((top[0] + 0.5) * size / h, (top[1] + 0.5) * size / w)
-            rows.append({"finding": finding, "word": word, "mass": float(pix[inside].sum()),
-                         "chance mass": float(inside.mean()),
-                         "hit": float(y1 <= centre[0] <= y2 and x1 <= centre[1] <= x2)})  # fmt: skip
-            break  # the first finding word of a caption
-    table = pd.DataFrame(rows, columns=["finding", "word", "mass", "chance mass", "hit"])
-    return table
-
-
 # --------------------------------------------------------------------------------------------
 # claims
 
@@ -440,19 +389,6 @@ def headline(
 # figures
 
 
-def plot_caption_curves(history: pd.DataFrame):
-    """The Figure 3 analogue and beyond: loss, word-set IoU, BLEU-4, label agreement."""
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
-    for ax, (key, title) in zip(axes, (("loss", "cross-entropy"), ("iou", "word-set IoU"),
-                                       ("bleu4", "BLEU-4"), ("label_agreement", "label agreement")), strict=True):  # fmt: skip
-        for split, style in (("train", "-o"), ("val", "--s")):
-            ax.plot(history["epoch"], history[f"{split}_{key}"], style, label=split, ms=4)
-        ax.set(title=title, xlabel="epoch")
-        ax.legend()
-    fig.tight_layout()
-    return fig
-
-
 def plot_rocs(runs: Mapping[str, object]):
     """Figures 6 and 7 analogues: binary ROC of both models; per-class 14-label ROCs."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
@@ -512,31 +448,6 @@ def plot_pca(emb: np.ndarray, Y: np.ndarray):
     """Figure 5 analogue: PCA of the normalised embeddings coloured by each film's primary label
     (:func:`primary_label`), and the per-class grid of the paper's supplementary material."""
     return plots.plot_embedding_pca(emb, primary_label(Y), LABELS)
-
-
-def interactive_session() -> bool:
-    """Whether a live Jupyter front end renders widgets (JupyterLab sets ``JPY_SESSION_NAME``;
-    papermill, which builds the book, does not)."""
-    return bool(os.environ.get("JPY_SESSION_NAME"))
-
-
-def attention_viewer(images, alphas, captions, grid):
-    """An image x word slider over the attention maps (JupyterLab only; the book shows the
-    static :func:`mmcxr.plots.plot_attention_words`)."""
-    import ipywidgets as w
-    from IPython.display import display
-
-    def show(image: int, word: int) -> None:
-        words = str(captions[image]).split()
-        if not words:
-            return
-        j = min(word, len(words) - 1)
-        fig = plots.plot_attention_words(images[image], alphas[image][j : j + 1], words[j : j + 1], grid,
-                             truth="", caption=" ".join(words), n_words=1)  # fmt: skip
-        display(fig)
-
-    return w.interactive(show, image=w.IntSlider(0, 0, len(images) - 1),
-                         word=w.IntSlider(0, 0, alphas.shape[1] - 1))  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

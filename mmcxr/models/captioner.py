@@ -10,23 +10,20 @@ images can use it. The pieces:
 * :class:`ShowAttendTell` -- an LSTM decoder with four fully-connected layers (initial hidden
   and cell state, the attention gate, the vocabulary scores), trained with teacher forcing;
 * :func:`beam_search` -- batched beam search over any step function (width 3 in the paper);
-* :func:`fit_captioner` -- Adam, reduce-on-plateau and early stopping on validation loss,
-  with per-epoch caption metrics (:func:`word_iou`, :func:`bleu4`, :func:`label_agreement`).
-
-Why a loop of its own rather than :func:`mmcxr.train.fit`: ``fit`` scores validation batches
-as one logit per label (AUROC, accuracy), which per-token vocabulary scores are not.
+* :func:`caption_dataset` / :func:`fit_captioner` -- training through :func:`mmcxr.train.fit`
+  (Adam, reduce-on-plateau and early stopping on validation loss, checkpoints and resume):
+  the caption's word ids are the items' labels and :func:`caption_loss` the loss, with
+  per-epoch caption metrics (:func:`word_iou`, :func:`bleu4`, :func:`label_agreement`).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -39,6 +36,7 @@ __all__ = [
     "SoftAttention",
     "beam_search",
     "bleu4",
+    "caption_dataset",
     "caption_loss",
     "caption_words",
     "fit_captioner",
@@ -194,8 +192,14 @@ class ShowAttendTell(nn.Module):
                 logits, new, alpha = self.step(prev, state)
                 return torch.log_softmax(logits, dim=1), new, alpha
 
+            dev = next(self.parameters()).device
             return beam_search(
-                step, self.init_state(features.float()), bos=2, eos=3, beam=beam, max_len=max_len
+                step,
+                self.init_state(features.to(dev).float()),
+                bos=2,
+                eos=3,
+                beam=beam,
+                max_len=max_len,
             )
         finally:
             self.train(was)
@@ -235,14 +239,15 @@ def beam_search(
     """
     if beam < 1 or max_len < 1:
         raise ValueError(f"need beam >= 1 and max_len >= 1, got {beam}, {max_len}")
-    b = next(iter(state.values())).shape[0]
+    first = next(iter(state.values()))
+    b, dev = first.shape[0], first.device
     k = beam
     state = {n: v.repeat_interleave(k, 0) for n, v in state.items()}
-    scores = torch.full((b, k), -math.inf)
+    scores = torch.full((b, k), -math.inf, device=dev)
     scores[:, 0] = 0.0  # one live beam at the start, or the k copies would fill the beam
-    seqs = torch.zeros(b, k, 0, dtype=torch.long)
+    seqs = torch.zeros(b, k, 0, dtype=torch.long, device=dev)
     alphas: torch.Tensor | None = None
-    prev = torch.full((b * k,), bos, dtype=torch.long)
+    prev = torch.full((b * k,), bos, dtype=torch.long, device=dev)
     best: list[tuple[float, list[int], np.ndarray, torch.Tensor] | None] = [None] * b
     for t in range(max_len + 1):
         logp, new_state, alpha = step(prev, state)
@@ -254,7 +259,7 @@ def beam_search(
             total = total + mask
         top, idx = total.topk(k, dim=1)
         origin, word = idx // v, idx % v
-        flat = (origin + torch.arange(b).unsqueeze(1) * k).reshape(-1)
+        flat = (origin + torch.arange(b, device=dev).unsqueeze(1) * k).reshape(-1)
         state = {n: s.index_select(0, flat) for n, s in new_state.items()}
         a = alpha.index_select(0, flat).reshape(b, k, 1, -1)
         alphas = (
@@ -271,8 +276,8 @@ def beam_search(
         for i, j in zip(*torch.nonzero(done, as_tuple=True), strict=True):
             i, j, s = int(i), int(j), float(top[i, j])
             if best[i] is None or s > best[i][0]:
-                best[i] = (s, seqs[i, j, :-1].tolist(), alphas[i, j, :-1].numpy(),
-                           state["h"][i * k + j].clone())  # fmt: skip
+                best[i] = (s, seqs[i, j, :-1].tolist(), alphas[i, j, :-1].cpu().numpy(),
+                           state["h"][i * k + j].cpu().clone())  # fmt: skip
         scores[done] = -math.inf
         live_best = scores.max(dim=1).values
         for i in range(b):
@@ -359,6 +364,14 @@ def label_agreement(
 # training
 
 
+def caption_dataset(features: torch.Tensor, tokens: torch.Tensor):
+    """Items for :func:`fit_captioner`: ``features`` (N, P, enc_dim) regions and ``tokens``
+    (N, L) caption ids, which are also the items' labels (what :func:`caption_loss` reads)."""
+    from mmcxr.data import MultimodalDataset
+
+    return MultimodalDataset(tokens.float(), text={"features": features, "tokens": tokens})
+
+
 def fit_captioner(
     model: ShowAttendTell,
     train_ds: torch.utils.data.Dataset,
@@ -373,60 +386,33 @@ def fit_captioner(
     grad_clip: float | None = 5.0,
     seed: int = 0,
     epoch_metrics: Callable[[ShowAttendTell], Mapping[str, float]] | None = None,
-) -> tuple[pd.DataFrame, int]:
-    """Teacher-forced training with the paper's recipe: Adam at ``lr``, learning rate times
-    ``plateau_factor`` after ``plateau_patience`` epochs without a lower validation loss, early
-    stop after ``patience``; the best epoch's weights are kept. Returns the per-epoch history
-    (``epoch, train_loss, val_loss, lr, seconds`` + ``epoch_metrics(model)``) and the best
-    epoch. Runs on CPU: the chapter keeps the captioner small and caches finished runs.
+    checkpoint_dir=None,
+    device: str = "auto",
+):
+    """Teacher-forced training with the paper's recipe, through :func:`mmcxr.train.fit`: Adam
+    at ``lr``, learning rate times ``plateau_factor`` after ``plateau_patience`` epochs without
+    a lower validation loss, early stop after ``patience``; the best epoch's weights are kept.
+    The datasets come from :func:`caption_dataset`. Returns fit's
+    :class:`~mmcxr.train.History`, whose table holds ``epoch_metrics(model)`` as extra columns
+    (its ``val_auroc`` / ``val_accuracy`` are NaN: vocabulary scores are not one per label).
     """
-    if epochs < 1 or len(train_ds) == 0 or len(val_ds) == 0:
-        raise ValueError("need epochs >= 1 and non-empty training and validation sets")
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    loader = torch.utils.data.DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=g)
-    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=batch_size)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, factor=plateau_factor, patience=plateau_patience
+    from mmcxr import train
+
+    return train.fit(
+        model,
+        train_ds,
+        val_ds,
+        loss=caption_loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        schedule="plateau",
+        schedule_kwargs={"factor": plateau_factor, "patience": plateau_patience},
+        patience=patience,
+        grad_clip=grad_clip,
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        device=device,
+        progress=False,
+        epoch_metrics=epoch_metrics,
     )
-    rows, best, best_epoch, bad = [], math.inf, 0, 0
-    best_state = None
-    for epoch in range(1, epochs + 1):
-        t0 = time.monotonic()
-        model.train()
-        tot = n = 0.0
-        for batch in loader:
-            loss = caption_loss(model(batch), batch["tokens"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, grad_clip)
-            opt.step()
-            tot, n = tot + loss.item() * len(batch["tokens"]), n + len(batch["tokens"])
-        model.eval()
-        vt = vn = 0.0
-        with torch.no_grad():
-            for batch in val_loader:
-                vt += caption_loss(model(batch), batch["tokens"]).item() * len(batch["tokens"])
-                vn += len(batch["tokens"])
-        row = {"epoch": epoch, "train_loss": tot / n, "val_loss": vt / vn,
-               "lr": opt.param_groups[0]["lr"]}  # fmt: skip
-        if epoch_metrics is not None:
-            with torch.no_grad():
-                row.update({k: float(v) for k, v in epoch_metrics(model).items()})
-        sched.step(row["val_loss"])
-        if row["val_loss"] < best:
-            best, best_epoch, bad = row["val_loss"], epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-        row["seconds"] = time.monotonic() - t0
-        rows.append(row)
-        if bad >= patience:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return pd.DataFrame(rows), best_epoch
