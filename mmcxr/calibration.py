@@ -55,6 +55,7 @@ __all__ = [
     "measure_curve",
     "monotone_fit",
     "pick_value",
+    "reaches_target",
     "plot_curve",
     "plot_curves",
     "plot_report_witness",
@@ -255,12 +256,27 @@ def pick_value(
     )
 
 
-def default_value(slug_or_curve: str | Mapping[str, Any], decimals: int = 2) -> float:
-    """The chapter's default knob value: where the stored curve's mean meets its target,
-    rounded to ``decimals`` (what the chapter's parameters cell holds)."""
-    curve = load_curve(slug_or_curve) if isinstance(slug_or_curve, str) else slug_or_curve
+def reaches_target(curve: Mapping[str, Any]) -> bool:
+    """Whether the curve's monotone fit reaches the paper's target somewhere in the measured
+    range of the knob."""
     s = summarize(curve)
-    picked = pick_value(s.index.to_numpy(), s["mean"].to_numpy(), curve["target"], weights=s["n"])
+    fit = monotone_fit(s.index, s["mean"], s["n"]) if len(s) > 1 else s["mean"].to_numpy()
+    return bool(fit.min() <= float(curve["target"]) <= fit.max())
+
+
+def default_value(name_or_curve: str | Mapping[str, Any], decimals: int = 2) -> float:
+    """The chapter's default knob value, rounded to ``decimals`` (what the chapter's
+    parameters cell holds): where the stored curve's mean meets its target, or, for a curve
+    that does not reach it (:func:`reaches_target`), the measured knob value whose fitted
+    mean comes closest, which the page then says (:func:`status_markdown`)."""
+    curve = load_curve(name_or_curve) if isinstance(name_or_curve, str) else name_or_curve
+    s = summarize(curve)
+    target = float(curve["target"])
+    if reaches_target(curve):
+        picked = pick_value(s.index.to_numpy(), s["mean"].to_numpy(), target, weights=s["n"])
+    else:
+        fit = monotone_fit(s.index, s["mean"], s["n"]) if len(s) > 1 else s["mean"].to_numpy()
+        picked = float(s.index[int(np.argmin(np.abs(fit - target)))])
     return round(picked, decimals)
 
 
@@ -297,6 +313,9 @@ def chapter_status(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         "baseline": cal.baseline,
         "source": cal.source,
         "expected": float(np.interp(value, s.index.to_numpy(), fit)),
+        "reached": reaches_target(curve),
+        "fit_range": (float(fit[0]), float(fit[-1])),
+        "knob_range": (float(s.index[0]), float(s.index[-1])),
         "seeds": int(s["n"].min()),
         "seed_sd": float(s["std"].mean()),
         "synthetic": params.get("data_root") is None,
@@ -314,16 +333,27 @@ KNOB_EFFECTS = {
 
 def status_markdown(status: Mapping[str, Any]) -> str:
     """:func:`chapter_status` as a paragraph for the page."""
-    effect = KNOB_EFFECTS.get(status["knob"], "how hard the synthetic films are")
+    knob = f"`{status['knob']}` = {status['value']:g}"
+    if not status["synthetic"]:
+        return f"{knob} is ignored: this run reads a real release."
+    effect = KNOB_EFFECTS.get(status["knob"], "a difficulty of the synthetic cohort")
+    curve = (
+        f"the stored calibration curve (mean of {status['seeds']} seeds per knob value, `book`"
+        f" profile) of the {status['baseline']}"
+    )
+    paper = f"the paper's {status['target']:.3g} ({status['source']})"
+    if status.get("reached", True):
+        where = f"is where {curve} meets {paper}"
+    else:
+        (lo, hi), (f0, f1) = status["knob_range"], status["fit_range"]
+        where = (
+            f"is where {curve} comes closest to {paper}, which it does not reach: its fitted"
+            f" mean runs from {f0:.3f} at {lo:g} to {f1:.3f} at {hi:g}"
+        )
     what = (
-        f"`{status['knob']}` = {status['value']:g} sets {effect}. The"
-        f" chapter's default, {status['default']:g}, is where the stored calibration curve"
-        f" (mean of {status['seeds']} seeds per knob value, `book` profile) meets the paper's"
-        f" {status['target']:.3g}, its {status['baseline']} ({status['source']}); at"
+        f"{knob} sets {effect}. The chapter's default, {status['default']:g}, {where}; at"
         f" {status['value']:g} the curve's fitted mean is {status['expected']:.3f}."
     )
-    if not status["synthetic"]:
-        return what.split(" sets ")[0] + " is ignored: this run reads a real release."
     if not math.isnan(status.get("seed_sd", math.nan)):
         what += (
             f" One run is one seed: at a fixed knob value the seeds' {status['metric'].upper()}"

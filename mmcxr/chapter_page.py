@@ -303,3 +303,12 @@ def exercises(
 ) -> None:
     """Display the exercises of a chapter (its closing section); parameters are checked."""
     _display_markdown(exercises_markdown(slug, items, params))
+
+
+def interactive_session() -> bool:
+    """Whether a live Jupyter front end renders widgets (JupyterLab sets ``JPY_SESSION_NAME``;
+    papermill, which builds the book, does not): a chapter shows its explorers only then, and
+    a static figure in the book."""
+    import os
+
+    return bool(os.environ.get("JPY_SESSION_NAME"))

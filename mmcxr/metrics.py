@@ -747,3 +747,17 @@ def sharpness(images: np.ndarray) -> np.ndarray:
     gx = ndimage.sobel(x, axis=-1, mode="nearest")
     gy = ndimage.sobel(x, axis=-2, mode="nearest")
     return np.hypot(gx, gy).mean(axis=(-2, -1))
+
+
+def auroc_ranks(y_true: ArrayLike, prob: ArrayLike) -> float:
+    """AUROC as the Mann-Whitney statistic over midranks: the same number as :func:`auroc`
+    (ties count one half either way), without scikit-learn's input checks, which make up
+    most of the time of the thousands of calls a bootstrap makes (about a hundred times
+    faster on a few hundred cases, measured). NaN, silently, when one class is absent."""
+    y = np.asarray(y_true).astype(bool).ravel()
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return math.nan
+    ranks = stats.rankdata(np.asarray(prob, dtype=np.float64).ravel())
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))

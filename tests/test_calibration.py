@@ -152,6 +152,21 @@ def test_chapter_status_says_when_a_run_is_not_the_calibrated_one(monkeypatch):
     assert "real release" in cal.status_markdown(real)
 
 
+def test_a_curve_that_misses_its_target_defaults_to_the_closest_value(monkeypatch):
+    curve = _curve({0.0: [0.95, 0.93], 0.5: [0.8, 0.82], 1.0: [0.7, 0.72]}, target=0.5)
+    assert not cal.reaches_target(curve)
+    assert cal.default_value(curve) == 1.0  # closest fitted mean (0.71) to 0.5
+    with pytest.raises(ValueError, match="outside the measured curve"):
+        cal.pick_value([0.0, 0.5, 1.0], [0.94, 0.81, 0.71], 0.5)
+    curve |= {"parameters": {}, "depends_on": []}
+    monkeypatch.setattr(cal, "load_curve", lambda name: curve)
+    status = cal.chapter_status(SLUG, {cal.CALIBRATIONS[SLUG].knob: 1.0, "data_root": None})
+    assert not status["reached"] and status["calibrated"]
+    text = cal.status_markdown(status)
+    assert "comes closest to the paper's 0.5" in text and "does not reach" in text
+    assert "runs from 0.940 at 0 to 0.710 at 1" in text
+
+
 def test_report_witness_falls_with_the_report_knob():
     table = cal.report_witness([0.0, 1.0], labels=("Pneumonia", "Cardiomegaly"), n=800)
     wide = table.pivot(index="report_difficulty", columns="label", values="auroc")

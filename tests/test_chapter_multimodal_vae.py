@@ -288,3 +288,81 @@ def test_every_number_the_prose_quotes_is_glued():
     assert quoted <= set(values), f"quoted but never glued: {sorted(quoted - set(values))}"
     assert values["claims_total"] == 3 and values["n_studies"] == 26
     assert values["paper_spread"] == pytest.approx(0.034)
+
+
+# --------------------------------------------------------------------------------------------
+# intervals on the generation tables, the generations figure and explorer, the calibration
+
+
+def test_generation_table_shows_each_number_with_its_interval():
+    gen = _generation().assign(sharpness_lo=lambda d: d["sharpness"] - 0.1,
+                               sharpness_hi=lambda d: d["sharpness"] + 0.1)  # fmt: skip
+    real = pd.DataFrame(
+        [{"joint": "real", "subset": "-", "modality": m, "sharpness": 1.0, "sharpness_lo": 1.0,
+          "sharpness_hi": 1.0, "coherence": 0.8, "coherence_lo": 0.7, "coherence_hi": 0.9}
+         for m in ("F", "L")]
+    )  # fmt: skip
+    styled = mvr.style_generation(pd.concat([gen, real], ignore_index=True), "sharpness")
+    cells = styled.data
+    assert list(cells.index) == ["L,T", "L,F,T"], "the real data's row goes to the caption"
+    assert "<b>0.600</b>" in cells.loc["L,F,T", ("MoPoE", "F")]
+    assert "[0.50, 0.70]" in cells.loc["L,F,T", ("MoPoE", "F")]
+    coherence = mvr.style_generation(pd.concat([gen, real], ignore_index=True), "coherence")
+    assert "real test data: F 0.800 [0.70, 0.90]" in coherence.caption
+
+
+class _Cache:
+    """Films of 16 x 16 whose brightness is the study number (a stand-in image cache)."""
+
+    def get(self, keys):
+        return np.stack([np.full((16, 16), 10 * int(str(k)[1:4]) % 256, np.uint8) for k in keys])
+
+
+def _tiny_splits():
+    cohort = mv.build_cohort(hand_made_release(), seed=0, split_fractions=(0.5, 0.2, 0.3))
+    return mv.make_splits(cohort, _Cache(), max_length=8, vocab_size=50, min_count=1)
+
+
+def test_generations_of_every_subset_for_the_book_and_the_explorer():
+    splits = _tiny_splits()
+    run = mv.TrainedRun("mopoe", mv.build_model("mopoe", _params(), len(splits.vocab)).eval(),
+                        None, None)  # fmt: skip
+    gens = mvr.generations(run, splits, [0, 1])
+    assert list(gens) == list(mvr.SUBSET_NAMES)
+    assert gens["L,T"]["frontal"].shape == (2, 16, 16) and gens["F"]["text"].shape == (2, 8)
+    fig, texts = mvr.plot_generations(run, splits, [0, 1])
+    assert len(fig.axes) == 2 * 2 * 8, "two studies, two films each, input + seven subsets"
+    assert list(texts.columns) == ["study 1", "study 2"] and len(texts) == 8
+    assert texts.loc["input", "study 1"].startswith("lungs clear")
+    pytest.importorskip("ipywidgets")
+    ui = mvr.explorer({"mopoe": run}, splits)
+    names = [c.description for c in ui.children[:3]]
+    assert names == ["model", "given", "test study"]
+    assert ui.children[2].max == len(splits.test) - 1
+
+
+def test_calibrations_compare_normalised_average_precision():
+    from mmcxr import calibration
+    from mmcxr.chapters import multimodal_vae_calibration as mvc
+
+    assert mvc.normalised(0.235, 0.235) == 0 and mvc.normalised(1.0, 0.235) == 1
+    cal = calibration.CALIBRATIONS[mv.SLUG]
+    assert cal.knob == "synth_report_difficulty" and cal.metric == "t_nap"
+    assert cal.target == pytest.approx((0.473 - 0.235) / (1 - 0.235), abs=1e-4)
+    assert "synth_report_difficulty" not in cal.keys and "probe_c" in cal.keys
+    assert set(mv.PARAMETERS) >= {"synth_report_difficulty", "synth_image_difficulty"}
+
+
+def test_the_page_says_the_report_curve_misses_the_paper_and_where_the_f_probe_is():
+    """The stored curve's generic checks are in tests/test_calibration.py; here what the page
+    says of a curve that does not reach its target."""
+    from mmcxr import calibration
+    from mmcxr.chapters import multimodal_vae_calibration as mvc
+    from mmcxr.profiles import resolved_parameters
+
+    assert not calibration.reaches_target(calibration.load_curve(mv.SLUG))
+    text = mvc.status_markdown(resolved_parameters(mv.SLUG, "book"))
+    assert "which it does not reach" in text and "frontal film's probe" in text
+    assert "not the calibrated one" not in text
+    other = mvc.status_markdown(resolved_parameters(mv.SLUG, "book", synth_report_difficulty=0.5))
+    assert "not the calibrated one" in other

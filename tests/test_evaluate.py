@@ -178,3 +178,27 @@ def test_generation_scores_judge_coherence_and_relative_sharpness():
     assert f["sharpness"] == 1.0 and 0.0 <= f["coherence"] <= 1.0
     assert lat["sharpness"] == 0.0 and np.isnan(lat["coherence"]), "no judge: NaN"
     assert t["coherence"] == 1.0 and np.isnan(t["sharpness"]), "no real sharpness: NaN"
+
+
+def test_generation_scores_ci_bracket_the_point_values_and_pair_the_items():
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 30)
+    real = rng.uniform(0, 1, (60, 8, 8))
+    blurred = 0.5 + 0.5 * (real - 0.5)  # half the contrast: half the edge strength
+    ids = np.where(y[:, None] == 1, 5, 6) * np.ones((60, 4), dtype=int)
+    judges = {"F": lambda x: x[:, 0, 0] + y, "T": lambda t: (t[:, 0] == 5).astype(float)}
+    samples = {"F": blurred, "L": real, "T": ids}
+    plain = V.generation_scores(y, samples, judges, {"F": float(sharpness(real).mean())})
+    rows = V.generation_scores_ci(
+        y, samples, judges, {"F": sharpness(real), "L": sharpness(real)}, n_boot=200
+    )
+    f, lat, t = rows
+    assert f["sharpness"] == pytest.approx(plain[0]["sharpness"]) == pytest.approx(0.5)
+    assert f["coherence"] == pytest.approx(plain[0]["coherence"])
+    for r, v in ((f, "sharpness"), (f, "coherence"), (lat, "sharpness")):
+        assert r[f"{v}_lo"] <= r[v] <= r[f"{v}_hi"]
+    # a resample draws the same items' real and generated films: a constant ratio stays exact
+    assert f["sharpness_lo"] == pytest.approx(0.5) and f["sharpness_hi"] == pytest.approx(0.5)
+    assert lat["sharpness_lo"] == pytest.approx(1.0) and lat["sharpness_hi"] == pytest.approx(1.0)
+    assert np.isnan(lat["coherence"]) and np.isnan(lat["coherence_lo"]), "no judge: NaN"
+    assert t["coherence"] == t["coherence_lo"] == 1.0 and np.isnan(t["sharpness_hi"])

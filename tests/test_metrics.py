@@ -336,3 +336,12 @@ def test_sharpness_falls_with_blur():
     blurred = ndimage.gaussian_filter(images, sigma=(0, 1.5, 1.5))
     assert (M.sharpness(blurred) < 0.5 * M.sharpness(images)).all()
     assert M.sharpness(np.full((2, 8, 8), 0.7)).tolist() == [0.0, 0.0]
+
+
+def test_auroc_ranks_is_auroc_ties_included():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        y = rng.integers(0, 2, 200)
+        p = np.round(rng.random(200), 1) + 0.1 * y  # many ties
+        assert M.auroc_ranks(y, p) == pytest.approx(M.auroc(y, p), abs=1e-12)
+    assert math.isnan(M.auroc_ranks(np.ones(5), np.arange(5.0))), "one class: NaN, no warning"

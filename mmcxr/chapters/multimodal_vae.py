@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Subset
 
 from mmcxr import data, metrics, probes, train
 from mmcxr.data.datasets import InMemoryViews, to_display
-from mmcxr.evaluate import generation_scores
+from mmcxr.evaluate import generation_scores_ci
 from mmcxr.labels import CHEXPERT_LABELS
 from mmcxr.models import mvae
 from mmcxr.models.cnn_text import WordVocab
@@ -72,8 +72,8 @@ def subset_name(subset: Sequence[str]) -> str:
 
 #: What every parameter must be (checked when the chapter starts: :mod:`mmcxr.params`).
 PARAMETERS: dict[str, Param] = {
-    **common(),
-    **synthetic(),
+    **common(formats=("mimic-cxr",)),
+    **synthetic(image_difficulty=True, report_difficulty=True),
     "split_fractions": Param("list", items="float", length=3, low=0, high=1),
     "text_field": Param("str", choices=_TEXT_FIELDS),
     "image_size": Param("int", choices=(16, 32, 64, 128, 256)),
@@ -452,14 +452,16 @@ def train_judges(splits: Splits, c: float = 0.1, seed: int = 0) -> probes.Judges
 
 
 def generation_table(
-    runs: Mapping[str, TrainedRun], splits: Splits, judges: probes.Judges, *, seed: int = 0
-) -> pd.DataFrame:
-    """Coherence and sharpness (:func:`mmcxr.evaluate.generation_scores`) of what each run
-    generates on the test studies, given each subset. One row per (joint, subset, modality):
-    ``coherence`` is the AUROC with which a judge trained on real data recovers the
-    conditioning study's "Finding" label from the generated frontal film or report;
-    ``sharpness`` is the mean gradient magnitude of generated films over that of the real
-    test films (1: as sharp as real). Rows with ``joint="real"`` score the real test data."""
+    runs: Mapping[str, TrainedRun], splits: Splits, judges: probes.Judges, *, seed: int = 0,
+    n_boot: int = 1000,
+) -> pd.DataFrame:  # fmt: skip
+    """Coherence and sharpness (:func:`mmcxr.evaluate.generation_scores_ci`) of what each run
+    generates on the test studies, given each subset, with 95% bootstrap intervals over the
+    test studies (``<value>_lo/_hi``). One row per (joint, subset, modality): ``coherence``
+    is the AUROC with which a judge trained on real data recovers the conditioning study's
+    "Finding" label from the generated frontal film or report; ``sharpness`` is the mean
+    gradient magnitude of generated films over that of the same studies' real films (1: as
+    sharp as real). Rows with ``joint="real"`` score the real test data."""
     test = splits.test
     y = _labels(test)
     judge = {"F": judges.score_images, "T": judges.score_text}
@@ -468,17 +470,19 @@ def generation_table(
         return {LETTERS[m]: sample[m] for m in MODALITIES}
 
     real = {v: test.display_images(v) for v in ("frontal", "lateral")}
-    real_sharp = {v: float(metrics.sharpness(x).mean()) for v, x in real.items()}
-    ref = {LETTERS[v]: s for v, s in real_sharp.items()}
-    sample = lettered(real | {"text": test.token_ids.numpy()})
-    rows = [{"joint": "real", "subset": "-"} | r for r in generation_scores(y, sample, judge, ref)]
+    ref = {LETTERS[v]: metrics.sharpness(x) for v, x in real.items()}
+
+    def scores(sample: Mapping[str, np.ndarray]) -> list[dict]:
+        return generation_scores_ci(y, lettered(sample), judge, ref, n_boot=n_boot, seed=seed)
+
+    real_ids = {"text": test.token_ids.numpy()}
+    rows = [{"joint": "real", "subset": "-"} | r for r in scores(real | real_ids)]
     for joint, r in runs.items():
         for s in SUBSETS:
-            sample = lettered(generate(r.model, test, s, seed=seed))
             base = {"joint": joint, "subset": subset_name(s)}
-            rows += [base | row for row in generation_scores(y, sample, judge, ref)]
+            rows += [base | row for row in scores(generate(r.model, test, s, seed=seed))]
     table = pd.DataFrame(rows)
-    table.attrs["real_sharpness"] = real_sharp
+    table.attrs["real_sharpness"] = {v: float(ref[LETTERS[v]].mean()) for v in real}
     return table
 
 

@@ -210,6 +210,44 @@ def generation_wide(generation: pd.DataFrame, value: str) -> pd.DataFrame:
     return wide.round(3)
 
 
+def style_generation(generation: pd.DataFrame, value: str):
+    """:func:`generation_wide` with each number's 95% bootstrap interval under it (a row per
+    conditioning subset, a column per model and generated modality); the real test data's
+    value, the ceiling, goes to the caption."""
+    mods = ["F", "T"] if value == "coherence" else ["F", "L"]
+    t = generation[generation["modality"].isin(mods)].copy()
+    t["cell"] = [
+        "—" if math.isnan(x) else f'<b>{x:.3f}</b><br><span style="font-size:0.8em">'
+        f"[{lo:.2f}, {hi:.2f}]</span>"
+        for x, lo, hi in zip(t[value], t.get(f"{value}_lo", t[value] * np.nan),
+                             t.get(f"{value}_hi", t[value] * np.nan), strict=True)
+    ]  # fmt: skip
+    t["cell"] = t["cell"].str.replace("[nan, nan]", "", regex=False)
+    real = t[t["joint"] == "real"].set_index("modality")
+    ours = t[t["joint"] != "real"]
+    wide = ours.pivot(index="subset", columns=["joint", "modality"], values="cell")
+    wide = wide.reindex([s for s in SUBSET_NAMES if s in wide.index])
+    cols = [(j, m) for j in JOINTS for m in mods if (j, m) in wide.columns]
+    wide = wide[cols]
+    wide.columns = pd.MultiIndex.from_tuples([(NAMES[j], m) for j, m in cols],
+                                             names=["model", "generated"])  # fmt: skip
+    wide.index.name = "given"
+    ceiling = "; ".join(
+        f"{m} {real.loc[m, value]:.3f} [{real.loc[m, f'{value}_lo']:.2f}, "
+        f"{real.loc[m, f'{value}_hi']:.2f}]"
+        for m in mods
+        if m in real.index and f"{value}_lo" in real.columns
+    )
+    what = {"coherence": "AUROC of the judge", "sharpness": "edge strength / real films'"}
+    caption = f"{value.capitalize()} ({what[value]}), 95% bootstrap interval below each number"
+    if value == "coherence" and ceiling:
+        caption += f"; real test data: {ceiling}"
+    return wide.style.set_caption(caption + ".").set_table_styles(
+        [{"selector": "td", "props": "text-align: right; line-height: 1.2;"},
+         {"selector": "caption", "props": "caption-side: top; text-align: left;"}]
+    )  # fmt: skip
+
+
 def plot_curves(history: pd.DataFrame):
     """Every ELBO term per epoch for each joint (validation solid, training dashed)."""
     return plots.loss_curves_grid(
@@ -281,6 +319,71 @@ def figure1(run: TrainedRun, splits: Splits, cases: Sequence[int], *, seed: int 
     return fig, texts
 
 
+def generations(run: TrainedRun, splits: Splits, cases: Sequence[int], *, seed: int = 0):
+    """What ``run`` generates for the test studies ``cases`` given each of the seven subsets:
+    ``{subset name: {"frontal", "lateral": (N, S, S) in 0..1, "text": ids}}``."""
+    ds = splits.test.subset(cases)
+    return {subset_name(s): generate(run.model, ds, s, seed=seed) for s in SUBSETS}
+
+
+def plot_generations(run: TrainedRun, splits: Splits, cases: Sequence[int], *, seed: int = 0):
+    """The explorer's view for the book: for each study of ``cases`` (rows: its frontal, then
+    its lateral film), the input film and the film generated given each subset (columns);
+    and each study's report as read and as generated given each subset (a table)."""
+    gens = generations(run, splits, cases, seed=seed)
+    images, captions = [], []
+    for i, c in enumerate(cases):
+        tag = "finding" if splits.test.labels[c] else "no finding"
+        for view in ("frontal", "lateral"):
+            real = to_display(splits.test[c][view].numpy()[None])[0]
+            images.append(real)
+            captions.append(f"study {i + 1} ({tag})\ninput {view[0].upper()}")
+            for name, g in gens.items():
+                images.append(g[view][i])
+                captions.append(f"{view[0].upper()} given {name}")
+    fig = plots.plot_image_grid(
+        images, captions, ncols=1 + len(gens), panel_size=1.1, value_range=(0, 1), wrap=24
+    )
+    words = lambda ids: " ".join(splits.vocab.decode(ids)) or "(padding only)"  # noqa: E731
+    texts = pd.DataFrame(
+        {f"study {i + 1}": [words(splits.test[c]["token_ids"])]
+         + [words(g["text"][i]) for g in gens.values()] for i, c in enumerate(cases)},
+        index=pd.Index(["input", *(f"given {n}" for n in gens)], name="report"),
+    )  # fmt: skip
+    return fig, texts
+
+
+def explorer(runs: Mapping[str, TrainedRun], splits: Splits, *, seed: int = 0):
+    """Pick a model, a conditioning subset and a test study and see what is generated (the
+    films beside the study's own, the report beside its own). JupyterLab only; the book
+    shows :func:`plot_generations` instead."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    def show(joint: str, subset: str, study: int) -> None:
+        given = dict(zip(SUBSET_NAMES, SUBSETS, strict=True))[subset]
+        g = generate(runs[joint].model, splits.test.subset([study]), given, seed=seed)
+        item = splits.test[study]
+        films = [to_display(item[v].numpy()[None])[0] for v in ("frontal", "lateral")]
+        tag = "finding" if splits.test.labels[study] else "no finding"
+        fig = plots.plot_image_grid(
+            [*films, g["frontal"][0], g["lateral"][0]],
+            [f"input F ({tag})", "input L", f"F given {subset}", f"L given {subset}"],
+            ncols=4, panel_size=2.0, value_range=(0, 1),
+        )  # fmt: skip
+        display(fig)
+        words = lambda ids: " ".join(splits.vocab.decode(ids)) or "(padding only)"  # noqa: E731
+        print(f"input report:     {words(item['token_ids'])}")
+        print(f"generated report: {words(g['text'][0])}")
+
+    return w.interactive(
+        show,
+        joint=w.Dropdown(options=[(NAMES[j], j) for j in runs], description="model"),
+        subset=w.Dropdown(options=list(SUBSET_NAMES), value=WITHOUT_F, description="given"),
+        study=w.IntSlider(0, 0, len(splits.test) - 1, description="test study"),
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # the numbers of the page, and the records
 
@@ -314,6 +417,10 @@ def headline(
     for s, key in zip(SUBSET_NAMES, _keys(SUBSET_NAMES), strict=True):
         out[f"paper_{key}_ap"] = reference.TABLE1[s]
     out["paper_spread"] = max(reference.TABLE1.values()) - min(reference.TABLE1.values())
+    for m in ("t", "f"):  # normalised: the share of the way from random to perfect
+        paper = reference.TABLE1[m.upper()]
+        out[f"paper_{m}_nap"] = (paper - reference.RANDOM) / (1 - reference.RANDOM)
+        out[f"mopoe_{m}_nap"] = (out[f"mopoe_{m}_ap"] - out["random_ap"]) / (1 - out["random_ap"])
     ours = [out[f"mopoe_{k}_ap"] for k in _keys(SUBSET_NAMES)]
     out["mopoe_spread"] = float(np.max(ours) - np.min(ours)) if ours else math.nan
     if generation is not None:
