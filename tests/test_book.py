@@ -32,9 +32,7 @@ from mmcxr.claims import (
 ROOT = Path(__file__).resolve().parents[1]
 # symbols, dingbats and pictographs (✅ ❌ ➖ ⚠): an empty box without a colour-emoji font
 EMOJI = re.compile("[\u2600-\u27bf\u2b00-\u2bff\U0001f300-\U0001faff]")
-PLACEHOLDERS = [
-    "alignment-interpretability",
-]
+PLACEHOLDERS = []
 
 EXAMPLE_CLAIMS = {
     "chapter": "late-fusion-pneumonia",
