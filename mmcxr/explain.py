@@ -483,6 +483,35 @@ def plot_attribution(
     return fig
 
 
+def sensitivity_explorer(
+    images: Sequence[np.ndarray], maps: Mapping[str, Sequence[np.ndarray]],
+    masks: Sequence[np.ndarray] | None, sensitivities: Sequence[float], **circle_kwargs: object,
+):  # fmt: skip
+    """Pick an image, an attribution method and a sight sensitivity and see the circles
+    (:func:`sight_sensitivity` on the positive part of the map, :func:`plot_attribution`),
+    the lesion ``masks`` outlined in green when given (ipywidgets: JupyterLab only)."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    def show(image: int, method: str, sensitivity: float) -> None:
+        a = np.clip(maps[method][image], 0, None)
+        circles = sight_sensitivity(a, sensitivity, **circle_kwargs)
+        fig = plot_attribution(images[image], a, circles=circles, title=method)
+        if masks is not None and np.asarray(masks[image]).any():
+            fig.axes[0].contour(np.asarray(masks[image], dtype=float), levels=[0.5],
+                                colors="#39ff14", linewidths=1.0)  # fmt: skip
+        display(fig)
+
+    return w.interactive(
+        show,
+        image=w.IntSlider(0, 0, len(images) - 1),
+        method=w.Dropdown(options=list(maps)),
+        sensitivity=w.FloatSlider(
+            value=float(np.median(sensitivities)), min=0.0, max=0.95, step=0.05
+        ),  # fmt: skip
+    )
+
+
 class TokenHTML(str):
     """An HTML string that notebooks render (``_repr_html_``) and tests can read as text."""
 

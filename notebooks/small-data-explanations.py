@@ -40,6 +40,8 @@ synth_n = 600  # synthetic IU studies (the paper: 3,955 cases)
 synth_seed = 0  # seed of the synthetic cohorts
 synth_image_size = 128  # synthetic image height in pixels
 synth_cxr14_n = 800  # synthetic ChestX-ray14 images for pretraining (the release: 112,120)
+synth_image_difficulty = 0.0  # image conspicuity knob, 0 as drawn .. 1 hardest; calibrated to the paper's image-only accuracy
+synth_report_difficulty = 0.69  # report informativeness knob, 0 .. 1 least; calibrated to the paper's text-only accuracy
 seed = 0  # one seed for splits, Word2Vec, initialisation and batches
 device = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
 output_dir = None  # None: outputs/small-data-explanations/ under MMCXR_HOME or the checkout
@@ -62,9 +64,9 @@ text_epochs = 6  # text-model epochs of Tables 1-2
 text_lr = 0.001  # text-model learning rate of Tables 1-2
 lr_high = 0.01  # Figure 5 top (the paper: 1e-2)
 lr_low = 1e-05  # Figure 5 bottom (the paper: 1e-5)
-splits_high = 2  # stratified splits at the high rate (the paper: 10)
+splits_high = 5  # stratified splits at the high rate (the paper: 10)
 epochs_high = 3  # epochs at the high rate (the paper: 10)
-splits_low = 1  # stratified splits at the low rate (the paper: 3)
+splits_low = 2  # stratified splits at the low rate (the paper: 3)
 epochs_low = 4  # epochs at the low rate (the paper: 50)
 holdout_fraction = 0.2  # held-out share of each stratified split
 n_explain = 16  # abnormal test images the detectors are scored on
@@ -80,13 +82,15 @@ profile = "custom"  # set by the book's executor (smoke, book or full); "custom"
 # %%
 # %matplotlib inline
 import numpy as np
-from IPython.display import HTML, display
+from IPython.display import HTML, Markdown, display
 
 import mmcxr
 from mmcxr import chapter_page as page
 from mmcxr import data, env, explain, models, runs
 from mmcxr.chapters import small_data as sd
+from mmcxr.chapters import small_data_calibration as sdc
 from mmcxr.chapters import small_data_results as sdr
+from mmcxr.synth import SynthConfig
 
 PARAMS = page.open_chapter(sd.SLUG, globals(), sd.PARAMETERS)
 out = env.output_dir(sd.SLUG, output_dir)
@@ -95,9 +99,11 @@ circle_kw = {"max_clusters": max_clusters, "max_points": image_size**2, "seed": 
 
 # %% [markdown]
 # The defaults in the parameters cell are the `book` profile: a DenseNet scaled down for a CPU
-# (`densenet-small`), {glue:text}`sd_image_px`-pixel images, a few epochs and
-# {glue:text}`sd_splits_high` + {glue:text}`sd_splits_low` stratified splits instead of the
-# paper's 10 + 3, so that the page builds in a few minutes on two cores; `full` is the paper's
+# (`densenet-small`), {glue:text}`sd_image_px`-pixel images, a few epochs, and for Figure 5
+# {glue:text}`sd_splits_high` stratified splits x {glue:text}`sd_epochs_high` epochs at the
+# high learning rate and {glue:text}`sd_splits_low` x {glue:text}`sd_epochs_low` at the low one
+# instead of the paper's 10 x 10 and 3 x 50, so that the page builds in a few minutes on two
+# cores; `full` is the paper's
 # recipe (DenseNet121 at 224 pixels, 10 splits x 10 epochs and 3 splits x 50 epochs) for a GPU.
 # The table lists every parameter on which the three profiles differ.
 
@@ -108,6 +114,8 @@ page.profile_table(sd.SLUG, PARAMS)
 page.glue_value("sd_image_px", image_size, "d")
 page.glue_value("sd_splits_high", splits_high, "d")
 page.glue_value("sd_splits_low", splits_low, "d")
+page.glue_value("sd_epochs_high", epochs_high, "d")
+page.glue_value("sd_epochs_low", epochs_low, "d")
 
 # %% [markdown]
 # ## The cohort
@@ -120,10 +128,11 @@ page.glue_value("sd_splits_low", splits_low, "d")
 
 # %%
 root = data.resolve_root(data_format, data_root, n=synth_n, seed=synth_seed,
-                         image_size=synth_image_size)
+                         image_size=synth_image_size, config=SynthConfig.from_chapter(PARAMS))
 loader = data.load_openi if data_format == "openi" else data.load_openi_kaggle
 images = loader(root)
 cohort = sd.build_cohort(images, seed=seed, split_fractions=split_fractions)
+gt = data.load_ground_truth(root) if data_root is None else None
 cohort.flow
 
 # %% [markdown]
@@ -133,6 +142,54 @@ cohort.flow
 # %%
 display(sdr.cohort_vs_paper(cohort))
 cohort.split_counts()
+
+# %% [markdown]
+# ### How hard the synthetic cohort is, and why
+#
+# A synthetic cohort is as easy as its generator makes it. Left as drawn, every report states
+# its findings in a small vocabulary and the MeSH coding follows the report, so a text model
+# reads the label off the text ({glue:text}`sd_text_uncalibrated` accuracy at the high
+# learning rate, where the paper's scores {glue:text}`sd_paper_high_text`) and leaves a
+# multimodal model nothing to add. Two knobs of the generator are set, each against one
+# single-modality baseline of Table 3 (high learning rate, this `book` profile, three seeds
+# per knob value); nothing else was tuned, and every claim below is computed as it comes.
+
+# %% tags=["remove-input"]
+for name in sdc.NAMES:
+    display(Markdown(sdc.status_markdown(name, PARAMS)))
+sdc.plot_curves()
+
+# %% [markdown]
+# What the report knob does here needs saying, because this chapter's label *is* the MeSH
+# coding. OpenI's indexers code what a report states: a finding that the report leaves out
+# or only hedges ("possible small effusion") is not coded, so the case is labelled normal
+# while its film still shows the finding; and in a share of the studies the coding
+# contradicts the text outright (`mesh_flipped` in the ground truth). A text model can learn
+# the first kind (a silence or a hedge reads as normal, and normal is what the label says);
+# only the contradictions are beyond it. The film keeps showing what the report left out, so
+# the same knob takes agreement away from the *image* model's label, and it moves cases from
+# abnormal to normal. From the planted truth of this cohort:
+
+# %%
+witness = sdc.label_witness(cohort, gt) if gt is not None else None
+witness
+
+# %% [markdown]
+# So {glue:text}`sd_abnormal_share` of the cases are abnormal (the paper: 60%), a model that
+# calls every case normal scores {glue:text}`sd_majority`, the film-reading rule "abnormal
+# when anything is drawn" {glue:text}`sd_film_rule`, and no text model can score much above
+# {glue:text}`sd_text_ceiling` (one minus the contradicted share). Every accuracy in this
+# chapter reads against those numbers. The paper's cohort is 60% abnormal: its "call
+# everything abnormal" model would score 0.60.
+
+# %% tags=["remove-cell"]
+page.glue_value("sd_text_uncalibrated", sdc.uncalibrated(sd.SLUG), ".2f")
+page.glue_value("sd_majority", 1 - cohort.table["label"].mean(), ".3f")
+w = witness["share of cases"] if witness is not None else {}
+contradicted = w.get("the MeSH coding contradicts the report's text", float("nan"))
+page.glue_value("sd_contradicted", contradicted, ".1%")
+page.glue_value("sd_text_ceiling", 1 - contradicted, ".3f")
+page.glue_value("sd_film_rule", w.get("the label agrees with the film", float("nan")), ".3f")
 
 # %% [markdown]
 # Images are resized once into the `mmcxr prepare` cache. A few of them with their notes:
@@ -189,9 +246,10 @@ sdr.text_comparison(text_table)
 # With its own reports the text model reaches {glue:text}`sd_text_custom_test` test accuracy,
 # with the news embedding {glue:text}`sd_text_generic_test` (the paper:
 # {glue:text}`sd_paper_text_custom_test` and {glue:text}`sd_paper_text_generic_test`). The
-# synthetic reports name their findings in a small vocabulary, so both models find the words
-# that matter; a real collection's reports are harder, which is why the paper's accuracies
-# are lower.
+# synthetic reports still name their findings in a small vocabulary, so both embeddings find
+# the words that matter; what holds both below 1 is the label: in
+# {glue:text}`sd_contradicted` of the cases the MeSH coding contradicts the report's text
+# (see the cohort), and no reading of the text gets those right.
 #
 # ## The image model: transfer from ChestX-ray14 (Figure 4)
 #
@@ -203,7 +261,7 @@ sdr.text_comparison(text_table)
 
 # %%
 cxr_root = data.resolve_root("chestx-ray14", cxr14_root, n=synth_cxr14_n, seed=synth_seed,
-                             image_size=synth_image_size)
+                             image_size=synth_image_size, config=sd.cxr14_config(PARAMS))
 cxr = data.load_chestxray14(cxr_root)
 cxr_cache_dir = sd.cache_dir(out, cxr, image_size, "chestx-ray14")
 data.prepare("chestx-ray14", cxr_root, cxr_cache_dir, size=image_size,
@@ -291,7 +349,6 @@ page.show_source(explain.sight_sensitivity)
 # %%
 image_model = runs.load_run_model(image_runs["chestxray14"], sd.image_model(
     models.image_encoder(image_backbone), PARAMS))
-gt = data.load_ground_truth(root) if data_root is None else None
 cases = sd.explain_cases(cohort, gt, n_explain, seed)
 index = [int(np.flatnonzero(cohort.table["image_id"] == k)[0]) for k in cases["image_id"]]
 maps = explain.attribution_maps(image_model, d.dataset(index, ["image"]), ig_steps=ig_steps)
@@ -354,8 +411,8 @@ sdr.plot_explanations(pixels, maps, masks, mid, n=3, **circle_kw)
 # of the sweep instead.
 
 # %%
-if sdr.interactive_session():
-    display(sdr.explorer(pixels, maps, masks, sensitivities, **circle_kw))
+if page.interactive_session():
+    display(explain.sensitivity_explorer(pixels, maps, masks, sensitivities, **circle_kw))
 else:
     display(sdr.plot_explanations(pixels[3:], maps={k: v[3:] for k, v in maps.items()},
                                   masks=None if masks is None else masks[3:], sensitivity=min(sensitivities), n=2,

@@ -204,3 +204,93 @@ def test_reference_is_typed_from_the_paper():
     m = ref.multimodal_table().set_index(["lr", "model"])["accuracy"]
     assert m[("low", "image")] == 0.66 and m[("high", "multimodal")] == 0.81
     assert ref.COHORT["cases"] == 3955 and math.isclose(ref.COHORT["abnormal_share"], 0.6)
+
+
+# --------------------------------------------------------------------------------------------
+# the synthetic cohort's calibration (mmcxr.chapters.small_data_calibration)
+
+
+def test_both_knobs_are_parameters_and_calibrated_to_table_3():
+    from mmcxr import calibration
+    from mmcxr.chapters import small_data_calibration as sdc
+
+    assert {"synth_image_difficulty", "synth_report_difficulty"} <= set(sd.PARAMETERS)
+    text, image = (calibration.CALIBRATIONS[n] for n in sdc.NAMES)
+    assert (text.knob, text.target) == ("synth_report_difficulty", 0.77)
+    assert (image.knob, image.target) == ("synth_image_difficulty", 0.74)
+    assert text.slug == image.slug == sd.SLUG
+    # the image knob changes pixels only, so the text curve does not depend on it; the
+    # report knob changes the MeSH labels the image model is scored on, so the image curve does
+    assert "synth_image_difficulty" not in text.keys
+    assert "synth_report_difficulty" in image.keys
+    assert "seed" not in text.keys and "seed" not in image.keys
+    # ChestX-ray14's films are as hard as IU's; its labels are left as drawn
+    cfg = sd.cxr14_config({"synth_image_difficulty": 0.4, "synth_report_difficulty": 0.9})
+    assert (cfg.image_difficulty, cfg.report_difficulty) == (0.4, 0.0)
+
+
+def test_report_knob_is_named_for_what_it_does_on_the_page():
+    from mmcxr import calibration
+
+    status = {"knob": "synth_report_difficulty", "value": 0.8, "default": 0.8, "target": 0.77,
+              "metric": "accuracy", "baseline": "b", "source": "s", "expected": 0.77,
+              "seeds": 3, "synthetic": True, "stale": {}, "calibrated": True}  # fmt: skip
+    text = calibration.status_markdown(status)
+    assert "how little the synthetic reports say" in text and "films are" not in text
+    assert calibration.status_markdown(status | {"synthetic": False}).endswith(
+        "is ignored: this run reads a real release."
+    )
+
+
+def test_split_runs_refuse_a_multimodal_model_without_its_encoders():
+    with pytest.raises(ValueError, match="built from the text and the image"):
+        sd.train_split_runs(None, None, {}, None, None, kinds=("multimodal", "text"))
+
+
+def test_label_witness_reads_the_planted_truth():
+    from mmcxr.chapters import small_data_calibration as sdc
+
+    ids = [f"CXR{n}_IM-000{n}-1001" for n in range(1, 5)]
+    table = pd.DataFrame({"image_id": ids, "label": [1, 0, 0, 1]})
+    gt = pd.DataFrame({
+        "image_id": ids + ["CXR1_IM-0001-2001"],  # a lateral of report 1: not counted twice
+        "truth_Pleural Effusion": [1, 1, 0, 0, 1], "truth_Support Devices": [0, 0, 0, 0, 0],
+        "report_edits": [math.nan, "omitted:Pleural Effusion", math.nan, "mesh_flipped",
+                         math.nan],
+    })  # fmt: skip
+    w = sdc.label_witness(sd.Cohort(table, pd.DataFrame()), gt)["share of cases"]
+    assert w["abnormal by MeSH (the label)"] == 0.5
+    assert w["a finding is drawn on the film"] == 0.5
+    assert w["the label agrees with the film"] == 0.5  # reports 2 and 4 disagree
+    assert w["a drawn finding left out of the report or only hedged"] == 0.25
+    assert w["the MeSH coding contradicts the report's text"] == 0.25
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the image curve was measured with splits_high=2, the book profile now has 5:"
+    " re-measure it (python -m mmcxr.calibration small-data-explanations.image --seeds 3"
+    " --path mmcxr/chapters/calibration/unreached/small-data-explanations.image.json ...)",
+)
+def test_an_unreached_calibration_is_kept_aside_and_its_knob_left_at_zero():
+    """The image baseline at the high learning rate does not move with the image knob and
+    stays below the paper's; its curve is kept in ``calibration/unreached/`` (a stored curve
+    moves with its knob and gives a default) and the films are left as drawn."""
+    from mmcxr import calibration
+    from mmcxr.chapters import small_data_calibration as sdc
+    from mmcxr.profiles import default_parameters, resolved_parameters
+
+    for name in sdc.NAMES:
+        aside = sdc.UNREACHED_DIR / f"{name}.json"
+        if not aside.is_file():
+            continue
+        assert not calibration.curve_path(name).is_file(), f"{name}: stored and kept aside"
+        c = calibration.load_curve(aside)
+        s = calibration.summarize(c)
+        assert len(s) >= 3 and (s["n"] >= 3).all() and c["profile"] == "book"
+        assert not calibration.stale_parameters(c, resolved_parameters(sd.SLUG, "book"))
+        assert not calibration.reaches_target(c)
+        assert abs(s["mean"].iloc[0] - s["mean"].iloc[-1]) < 2 * s["std"].mean()  # flat
+        assert default_parameters(sd.SLUG)[calibration.CALIBRATIONS[name].knob] == 0.0
+        text = sdc.status_markdown(name, resolved_parameters(sd.SLUG, "book"))
+        assert "not calibrated" in text and "differs" not in text

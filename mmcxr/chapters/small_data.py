@@ -1,21 +1,13 @@
 """The small-data chapter (paper 002): its cohort, its transfer recipe, its runs, its detectors.
 
 The notebook ``notebooks/small-data-explanations.py`` tells the story; this module holds the
-paper's recipe only, so that the ``smoke``, ``book`` and ``full`` profiles run the same code.
-What any chapter could use lives in the shared modules: the Kim CNN and the embeddings
-(:mod:`mmcxr.models.cnn_text`), the encoders and the concatenation model (:mod:`mmcxr.models`),
-the cohort's datasets (:class:`mmcxr.data.paired.PairedData`), stratified splits
-(:mod:`mmcxr.data.splits`), training (:mod:`mmcxr.train`), ChestX-ray14 pretraining
-(:mod:`mmcxr.pretrain`), run reuse (:mod:`mmcxr.runs`), the attribution maps, the
-sight-sensitivity detector and the word scores (:mod:`mmcxr.explain`), the lesion masks, circle
-and pointing-game scores (:mod:`mmcxr.localization`).
-
-* :func:`build_cohort` — frontal image + report per case, normal/abnormal from MeSH, a split;
-* :func:`custom_vectors` / :func:`generic_vectors` — the two embeddings of Tables 1-2;
-* :func:`pretrain_chestxray14` — the 14-label DenseNet the image model transfers;
-* :func:`train_text_runs`, :func:`train_image_runs`, :func:`train_split_runs` — Tables 1-2,
-  Figure 4, Figure 5 / Table 3, each run keyed (:func:`mmcxr.runs.run_key`) and reused;
-* :func:`explain_cases`, :func:`lesion_masks`, :func:`explain_texts` — sections 3.1 and 3.2.
+paper's recipe only (the same code for ``smoke``, ``book`` and ``full``). The generic parts live
+in the shared modules: the Kim CNN and embeddings (:mod:`mmcxr.models.cnn_text`), the paired
+datasets (:mod:`mmcxr.data.paired`), training (:mod:`mmcxr.train`), ChestX-ray14 pretraining
+(:mod:`mmcxr.pretrain`), run reuse (:mod:`mmcxr.runs`), attributions, the sight-sensitivity
+detector and word scores (:mod:`mmcxr.explain`), lesion masks and circle scores
+(:mod:`mmcxr.localization`). The calibration of its two synthetic difficulty knobs is in
+:mod:`mmcxr.chapters.small_data_calibration`.
 """
 
 from __future__ import annotations
@@ -41,6 +33,7 @@ from mmcxr.models.cnn_text import LEE_CORPUS
 from mmcxr.params import Param, common, synthetic
 from mmcxr.runs import RunResult, RunStore, fingerprint_table, history_table
 from mmcxr.runs import pick_params as _config
+from mmcxr.synth import SynthConfig
 
 SLUG = "small-data-explanations"
 PAPER = (
@@ -57,7 +50,7 @@ METHODS = explain.IMAGE_METHODS
 #: What every parameter must be (checked when the chapter starts: :mod:`mmcxr.params`).
 PARAMETERS: dict[str, Param] = {
     **common(formats=FORMATS),
-    **synthetic(),
+    **synthetic(image_difficulty=True, report_difficulty=True),
     "cxr14_root": Param("str", optional=True, doc="a real ChestX-ray14 root for pretraining"),
     "synth_cxr14_n": Param("int", low=20, doc="images of the synthetic ChestX-ray14 cohort"),
     "split_fractions": Param("list", items="float", length=3, low=0, high=1),
@@ -304,6 +297,12 @@ def chestxray14_encoder(store: RunStore, key: str, params: Mapping[str, object])
     return store.load_model(pretrain.CHESTXRAY14_RUN, key, model).image_encoder
 
 
+def cxr14_config(params: Mapping[str, object]) -> SynthConfig:
+    """The synthetic ChestX-ray14's recipe: films as hard as IU's (``synth_image_difficulty``),
+    labels as drawn (the report knob is set for IU's MeSH coding, not for text-mined labels)."""
+    return SynthConfig(image_difficulty=float(params.get("synth_image_difficulty") or 0.0))
+
+
 def alternative_encoder(params: Mapping[str, object]):
     """What ChestX-ray14 pretraining is compared with: ImageNet weights from ``image_weights``
     when given, else the same network from scratch (ImageNet is not available here)."""
@@ -392,22 +391,29 @@ def _split_model(kind: str, k: int, d: Data, weights, params, store, pretrain_ke
 
 
 def train_split_runs(
-    d: Data, custom: object, params, store: RunStore, pretrain_key: str, *, device="auto"
-) -> dict[tuple[str, int, str], RunResult]:
+    d: Data, custom: object, params, store: RunStore, pretrain_key: str | None, *,
+    device="auto", kinds: Sequence[str] = MODELS, lrs: Sequence[str] = LRS,
+) -> dict[tuple[str, int, str], RunResult]:  # fmt: skip
     """Figure 5 / Table 3. On every stratified split and at both learning rates: the text model
     (custom embedding) and the image model (ChestX-ray14 encoder) are fine-tuned, then the
     multimodal model is built from their trained encoders (section 2) and fine-tuned the same
     way. Accuracy on the held-out part after every epoch; no epoch is selected on it
-    (:func:`mmcxr.train.split_curves`)."""
+    (:func:`mmcxr.train.split_curves`). ``kinds`` and ``lrs`` run a part only (the calibration
+    runs one single-modality model at the high rate; multimodal needs text and image)."""
+    if "multimodal" in kinds and not {"text", "image"} <= set(kinds):
+        raise ValueError("the multimodal model is built from the text and the image runs")
+    kinds = [k for k in ("text", "image", "multimodal") if k in kinds]
     labels = d.cohort.table["label"].to_numpy()
-    weights, _ = models.embedding_matrix(d.vocab, custom, seed=int(params["seed"]))
+    weights = None
+    if "text" in kinds:
+        weights, _ = models.embedding_matrix(d.vocab, custom, seed=int(params["seed"]))
     n = {lr: int(params[f"splits_{lr}"]) for lr in LRS}
     splits = data.stratified_splits(
         labels, max(n.values()), float(params["holdout_fraction"]), int(params["seed"])
     )
-    bar = tqdm(total=3 * sum(n.values()), desc="split runs", unit="run")
+    bar = tqdm(total=len(kinds) * sum(n[lr] for lr in lrs), desc="split runs", unit="run")
     done: dict[tuple[str, str], list[RunResult]] = {}
-    for lr_name in LRS:
+    for lr_name in [lr for lr in LRS if lr in lrs]:
         lr, epochs = float(params[f"lr_{lr_name}"]), int(params[f"epochs_{lr_name}"])
         base = _config(
             params, sorted(set(TEXT_KEYS) | set(IMAGE_KEYS)), lr=lr, epochs=epochs,
@@ -415,7 +421,7 @@ def train_split_runs(
         )  # fmt: skip
         fit = {k: v for k, v in _fit_kwargs(params, lr, epochs).items() if k != "patience"}
         trained: dict[str, list[RunResult]] = {}
-        for kind in ("text", "image", "multimodal"):
+        for kind in kinds:
             build = partial(_split_model, kind, d=d, weights=weights, params=params,
                             store=store, pretrain_key=pretrain_key, done=trained)  # fmt: skip
             trained[kind] = train.split_curves(
@@ -426,12 +432,7 @@ def train_split_runs(
             )  # fmt: skip
             done[(lr_name, kind)] = trained[kind]
     bar.close()
-    return {
-        (lr, k, kind): done[(lr, kind)][k]
-        for lr in LRS
-        for k in range(n[lr])
-        for kind in ("text", "image", "multimodal")
-    }
+    return {(lr, k, kind): done[(lr, kind)][k] for (lr, kind) in done for k in range(n[lr])}
 
 
 def split_histories(runs: Mapping[tuple[str, int, str], RunResult]) -> pd.DataFrame:

@@ -10,7 +10,6 @@ the paper's numbers (:mod:`small_data_reference`) and on ours.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from mmcxr import claims, explain, metrics, plots
 from mmcxr.chapters import small_data_reference as reference
 from mmcxr.chapters.small_data import LRS, METHODS, MODELS, PAPER, SLUG, Cohort
 from mmcxr.claims import ClaimSpec, Verdict
-from mmcxr.localization import disc_mask
 from mmcxr.results import records, write_chapter_outputs
 
 KEYS = ("experiment", "group", "variant")
@@ -405,8 +403,8 @@ def plot_figure5(history: pd.DataFrame, params: Mapping[str, object]) -> Figure:
                 ax.plot(mean.index, mean, color=COLOURS[m], label=MODEL_NAMES[m])
                 ax.fill_between(mean.index, lo, hi, color=COLOURS[m], alpha=0.2, lw=0)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            n = part["split"].nunique()
-            ax.set_title(f"lr {params[f'lr_{lr}']:g}: {n} split{'s' * (n != 1)}")
+            n, e = part["split"].nunique(), part["epoch"].nunique()
+            ax.set_title(f"lr {params[f'lr_{lr}']:g}: {n} split{'s' * (n != 1)} x {e} epochs")
             ax.set_xlabel("epoch")
         axes[0].set_ylabel("held-out accuracy")
         axes[0].legend()
@@ -433,12 +431,8 @@ def plot_figure2(
             rows, cols = np.nonzero(a > circles.attrs["cut"])
             top, bottom = axes[0, j], axes[1, j]
             top.scatter(cols, rows, s=2, c="k")
-            top.set_xlim(0, a.shape[1])
-            top.set_ylim(a.shape[0], 0)
-            top.set_aspect("equal")
-            top.set_xticks([])
-            top.set_yticks([])
-            top.set_title(f"sensitivity {s:g}: {len(rows)} points")
+            top.set(xlim=(0, a.shape[1]), ylim=(a.shape[0], 0), aspect="equal", xticks=[],
+                    yticks=[], title=f"sensitivity {s:g}: {len(rows)} points")  # fmt: skip
             bottom.imshow(np.squeeze(image), cmap="gray")
             for c in circles.itertuples():
                 bottom.add_patch(Circle((c.x, c.y), c.radius, fill=False, lw=1.5, ec="#00e5ff"))
@@ -495,46 +489,6 @@ def plot_explanations(
                 if i == 0:
                     ax.set_title(method)
     return fig
-
-
-def interactive_session() -> bool:
-    """Whether the kernel serves a Jupyter front end that renders widgets (JupyterLab sets
-    ``JPY_SESSION_NAME``; papermill, which builds the book, does not)."""
-    return bool(os.environ.get("JPY_SESSION_NAME"))
-
-
-def explorer(
-    images: Sequence[np.ndarray], maps: Mapping[str, Sequence[np.ndarray]],
-    masks: Sequence[np.ndarray] | None, sensitivities: Sequence[float], **circle_kwargs: object,
-):  # fmt: skip
-    """Pick an image, a method and a sight sensitivity and see the circles (JupyterLab only;
-    the book shows :func:`plot_explanations` instead)."""
-    import ipywidgets as w
-    from IPython.display import display
-
-    def show(image: int, method: str, sensitivity: float) -> None:
-        a = np.clip(maps[method][image], 0, None)
-        circles = explain.sight_sensitivity(a, sensitivity, **circle_kwargs)
-        fig = explain.plot_attribution(images[image], a, circles=circles, title=method)
-        _outline(fig.axes[0], None if masks is None else masks[image])
-        display(fig)
-
-    return w.interactive(
-        show,
-        image=w.IntSlider(0, 0, len(images) - 1),
-        method=w.Dropdown(options=list(maps)),
-        sensitivity=w.FloatSlider(
-            value=float(np.median(sensitivities)), min=0.0, max=0.95, step=0.05
-        ),  # fmt: skip
-    )
-
-
-def disc_union(circles: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
-    """The pixels inside any circle (for overlays and tests)."""
-    out = np.zeros(shape, dtype=bool)
-    for c in circles.itertuples():
-        out |= disc_mask(c.x, c.y, c.radius, shape)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
