@@ -50,7 +50,9 @@ __all__ = [
     "Calibration",
     "chapter_status",
     "curve_path",
+    "curve_state",
     "default_value",
+    "image_cache",
     "load_curve",
     "measure_curve",
     "monotone_fit",
@@ -63,6 +65,7 @@ __all__ = [
     "stale_parameters",
     "status_markdown",
     "summarize",
+    "synthetic_root",
     "write_curve",
 ]
 
@@ -256,27 +259,47 @@ def pick_value(
     )
 
 
+def _fit(s: pd.DataFrame) -> np.ndarray:
+    """The monotone fit of a summarized curve (one value: its mean)."""
+    return monotone_fit(s.index, s["mean"], s["n"]) if len(s) > 1 else s["mean"].to_numpy()
+
+
 def reaches_target(curve: Mapping[str, Any]) -> bool:
     """Whether the curve's monotone fit reaches the paper's target somewhere in the measured
     range of the knob."""
-    s = summarize(curve)
-    fit = monotone_fit(s.index, s["mean"], s["n"]) if len(s) > 1 else s["mean"].to_numpy()
+    fit = _fit(summarize(curve))
     return bool(fit.min() <= float(curve["target"]) <= fit.max())
+
+
+def curve_state(curve: Mapping[str, Any]) -> str:
+    """``"reached"`` (the curve meets the paper's target), ``"unreached"`` (it moves with its
+    knob but misses the target: the default is the closest value) or ``"flat"`` (it misses
+    the target and its fitted mean moves by less than twice the seeds' spread across the
+    whole knob: the knob does not move this baseline, and a value read off it would be read
+    off seed noise, so the generator is left as drawn)."""
+    if reaches_target(curve):
+        return "reached"
+    s = summarize(curve)
+    fit, sd = _fit(s), float(s["std"].mean())
+    return "flat" if not math.isnan(sd) and np.ptp(fit) < 2 * sd else "unreached"
 
 
 def default_value(name_or_curve: str | Mapping[str, Any], decimals: int = 2) -> float:
     """The chapter's default knob value, rounded to ``decimals`` (what the chapter's
-    parameters cell holds): where the stored curve's mean meets its target, or, for a curve
-    that does not reach it (:func:`reaches_target`), the measured knob value whose fitted
-    mean comes closest, which the page then says (:func:`status_markdown`)."""
+    parameters cell holds), by :func:`curve_state`: where the stored curve's mean meets its
+    target; for a curve that misses it, the measured knob value whose fitted mean comes
+    closest; for a flat curve, its lowest knob value (the generator as drawn). The page
+    says which (:func:`status_markdown`)."""
     curve = load_curve(name_or_curve) if isinstance(name_or_curve, str) else name_or_curve
     s = summarize(curve)
     target = float(curve["target"])
-    if reaches_target(curve):
+    state = curve_state(curve)
+    if state == "reached":
         picked = pick_value(s.index.to_numpy(), s["mean"].to_numpy(), target, weights=s["n"])
+    elif state == "flat":
+        picked = float(s.index[0])
     else:
-        fit = monotone_fit(s.index, s["mean"], s["n"]) if len(s) > 1 else s["mean"].to_numpy()
-        picked = float(s.index[int(np.argmin(np.abs(fit - target)))])
+        picked = float(s.index[int(np.argmin(np.abs(_fit(s) - target)))])
     return round(picked, decimals)
 
 
@@ -300,7 +323,7 @@ def chapter_status(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     cal = CALIBRATIONS[name]
     curve = load_curve(name)
     s = summarize(curve)
-    fit = monotone_fit(s.index, s["mean"], s["n"]) if len(s) > 1 else s["mean"].to_numpy()
+    fit = _fit(s)
     value = float(params[cal.knob])
     default = default_value(curve)
     stale = stale_parameters(curve, params)
@@ -313,6 +336,7 @@ def chapter_status(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         "baseline": cal.baseline,
         "source": cal.source,
         "expected": float(np.interp(value, s.index.to_numpy(), fit)),
+        "state": curve_state(curve),
         "reached": reaches_target(curve),
         "fit_range": (float(fit[0]), float(fit[-1])),
         "knob_range": (float(s.index[0]), float(s.index[-1])),
@@ -342,25 +366,38 @@ def status_markdown(status: Mapping[str, Any]) -> str:
         f" profile) of the {status['baseline']}"
     )
     paper = f"the paper's {status['target']:.3g} ({status['source']})"
-    if status.get("reached", True):
-        where = f"is where {curve} meets {paper}"
+    (lo, hi), (f0, f1) = status.get("knob_range", (0, 0)), status.get("fit_range", (0, 0))
+    spread = status.get("seed_sd", math.nan)
+    state = status.get("state", "reached" if status.get("reached", True) else "unreached")
+    if state == "flat":
+        what = (
+            f"{knob} sets {effect}; it is not calibrated: {curve} does not move with it (its"
+            f" fitted mean runs from {f0:.3f} at {lo:g} to {f1:.3f} at {hi:g}, where the seeds"
+            f" differ by {spread:.3f}) and does not reach {paper}. A value read off a flat"
+            f" curve would be read off seed noise, so the default is {status['default']:g},"
+            " the generator as drawn."
+        )
     else:
-        (lo, hi), (f0, f1) = status["knob_range"], status["fit_range"]
-        where = (
-            f"is where {curve} comes closest to {paper}, which it does not reach: its fitted"
-            f" mean runs from {f0:.3f} at {lo:g} to {f1:.3f} at {hi:g}"
+        where = f"is where {curve} meets {paper}"
+        if state == "unreached":
+            where = (
+                f"is where {curve} comes closest to {paper}, which it does not reach: its"
+                f" fitted mean runs from {f0:.3f} at {lo:g} to {f1:.3f} at {hi:g}"
+            )
+        what = (
+            f"{knob} sets {effect}. The chapter's default, {status['default']:g}, {where}; at"
+            f" {status['value']:g} the curve's fitted mean is {status['expected']:.3f}."
         )
-    what = (
-        f"{knob} sets {effect}. The chapter's default, {status['default']:g}, {where}; at"
-        f" {status['value']:g} the curve's fitted mean is {status['expected']:.3f}."
-    )
-    if not math.isnan(status.get("seed_sd", math.nan)):
-        what += (
-            f" One run is one seed: at a fixed knob value the seeds' {status['metric'].upper()}"
-            f" differ by {status['seed_sd']:.3f} (standard deviation, averaged over the curve),"
-            " so this page's own baseline may sit that far from the curve."
-        )
+        if not math.isnan(spread):
+            what += (
+                f" One run is one seed: at a fixed knob value the seeds'"
+                f" {status['metric'].upper()} differ by {spread:.3f} (standard deviation,"
+                " averaged over the curve), so this page's own baseline may sit that far from"
+                " the curve."
+            )
     if status["calibrated"]:
+        if state == "flat":
+            return what
         return what + " Only this input was calibrated; every claim below is computed as it comes."
     why = []
     if status["value"] != status["default"]:
@@ -373,6 +410,39 @@ def status_markdown(status: Mapping[str, Any]) -> str:
 
 # --------------------------------------------------------------------------------------------
 # measuring
+
+
+def synthetic_root(
+    params: Mapping[str, Any],
+    data_format: str | None = None,
+    *,
+    n: int | None = None,
+    config: Any = None,
+) -> Path:
+    """The chapter's synthetic root for these parameters (difficulty knobs included), built as
+    its notebook builds it, so that a curve's point is measured on the cohort the page reads:
+    ``data_format``/``n``/``config`` for a chapter's second cohort (e.g. its pretraining one)."""
+    from mmcxr import data
+    from mmcxr.synth import SynthConfig
+
+    return data.resolve_root(
+        data_format or params["data_format"], None,
+        n=params["synth_n"] if n is None else n, seed=params["synth_seed"],
+        image_size=params["synth_image_size"],
+        config=SynthConfig.from_chapter(params) if config is None else config,
+    )  # fmt: skip
+
+
+def image_cache(
+    data_format: str, root: Path, cache_dir: Path, table: pd.DataFrame, size: int, **prepare: Any
+):
+    """The notebook's ``prepare`` cell (only what is missing or stale, quietly) and the cache
+    it leaves, for a measurement that builds the chapter's data as the page does."""
+    from mmcxr import data
+
+    data.prepare(data_format, root, cache_dir, size=size, table=table, overwrite="stale",
+                 progress=False, **prepare)  # fmt: skip
+    return data.ImageCache(cache_dir)
 
 
 def _plain(value: Any) -> Any:
@@ -481,7 +551,7 @@ def plot_curve(
         ax.fill_between(s.index, s["mean"] - std, s["mean"] + std, color=c, alpha=0.15, lw=0)
         n = int(s["n"].min())
         ax.plot(s.index, s["mean"], "-o", color=c, ms=4, label=f"mean of {n}+ seeds, ±1 sd")
-        fit = monotone_fit(s.index, s["mean"], s["n"]) if len(s) > 1 else s["mean"].to_numpy()
+        fit = _fit(s)
         if not np.allclose(fit, s["mean"]):
             ax.plot(s.index, fit, "--", color=c, lw=1, label="monotone fit")
         ax.axhline(target, ls="--", color=plots.PALETTE[1], lw=1.2, label=f"paper {target:.2f}")

@@ -216,7 +216,8 @@ mlm_corpus = [" ".join(g["text"]) for c in corpora.values()
               for _, g in c.sentences[c.sentences["split"] == "train"].groupby("dicom_id")]
 text_dir, mlm_losses = pretrain.text_encoder_dir(mlm_corpus, PARAMS, out, bert_path=bert_path,
                                                  device=device, progress=False)
-pd.DataFrame({"epoch": range(1, len(mlm_losses) + 1), "MLM loss": mlm_losses}).T
+pd.Series(mlm_losses, index=pd.RangeIndex(1, len(mlm_losses) + 1, name="epoch"),
+          name="MLM loss").to_frame().T
 
 # %% [markdown]
 # Each word attends over the regions of the film with the paper's eq. 1,

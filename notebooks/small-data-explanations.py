@@ -85,8 +85,8 @@ import numpy as np
 from IPython.display import HTML, Markdown, display
 
 import mmcxr
+from mmcxr import calibration, data, env, explain, models, runs
 from mmcxr import chapter_page as page
-from mmcxr import data, env, explain, models, runs
 from mmcxr.chapters import small_data as sd
 from mmcxr.chapters import small_data_calibration as sdc
 from mmcxr.chapters import small_data_results as sdr
@@ -156,7 +156,7 @@ cohort.split_counts()
 
 # %% tags=["remove-input"]
 for name in sdc.NAMES:
-    display(Markdown(sdc.status_markdown(name, PARAMS)))
+    display(Markdown(calibration.status_markdown(calibration.chapter_status(name, PARAMS))))
 sdc.plot_curves()
 
 # %% [markdown]

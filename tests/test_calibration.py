@@ -167,6 +167,31 @@ def test_a_curve_that_misses_its_target_defaults_to_the_closest_value(monkeypatc
     assert "runs from 0.940 at 0 to 0.710 at 1" in text
 
 
+def test_a_flat_curve_leaves_the_generator_as_drawn(monkeypatch):
+    """A curve that misses its target and moves by less than twice the seeds' spread is
+    flat: its default is the lowest knob value, not a point picked off seed noise."""
+    flat = _curve({0.0: [0.60, 0.62, 0.58], 0.5: [0.61, 0.59, 0.60], 1.0: [0.59, 0.57, 0.61]},
+                  target=0.74)  # fmt: skip
+    assert cal.curve_state(flat) == "flat" and cal.default_value(flat) == 0.0
+    # the same shape moving by more than the seeds' spread is merely unreached
+    moving = _curve({0.0: [0.70, 0.71, 0.69], 0.5: [0.65, 0.66, 0.64], 1.0: [0.6, 0.61, 0.59]},
+                    target=0.74)  # fmt: skip
+    assert cal.curve_state(moving) == "unreached" and cal.default_value(moving) == 0.0
+    crossing = _curve({0.0: [0.9, 0.9], 1.0: [0.6, 0.6]}, target=0.75)
+    assert cal.curve_state(crossing) == "reached" and cal.default_value(crossing) == 0.5
+    flat |= {"parameters": {}, "depends_on": []}
+    monkeypatch.setattr(cal, "load_curve", lambda name: flat)
+    knob = cal.CALIBRATIONS[SLUG].knob
+    status = cal.chapter_status(SLUG, {knob: 0.0, "data_root": None})
+    assert status["state"] == "flat" and status["calibrated"]
+    text = cal.status_markdown(status)
+    assert "not calibrated" in text and "does not move with it" in text
+    assert "Only this input was calibrated" not in text and "not the calibrated one" not in text
+    assert "not the calibrated one" in cal.status_markdown(
+        cal.chapter_status(SLUG, {knob: 0.5, "data_root": None})
+    )
+
+
 def test_report_witness_falls_with_the_report_knob():
     table = cal.report_witness([0.0, 1.0], labels=("Pneumonia", "Cardiomegaly"), n=800)
     wide = table.pivot(index="report_difficulty", columns="label", values="auroc")
@@ -195,7 +220,8 @@ def test_stored_curve_has_three_seeds_per_value_and_moves_with_the_knob(name):
     stored = cal.load_curve(name)
     s = cal.summarize(stored)
     assert len(s) >= 3 and (s["n"] >= 3).all()
-    assert abs(s["mean"].iloc[0] - s["mean"].iloc[-1]) > 0.1  # the knob moves the baseline
+    if cal.curve_state(stored) != "flat":  # flat: the knob does not move this baseline
+        assert abs(s["mean"].iloc[0] - s["mean"].iloc[-1]) > 0.1  # the knob moves it
     assert stored["profile"] == "book" and stored["knob"] == cal.CALIBRATIONS[name].knob
 
 

@@ -190,21 +190,21 @@ def _abnormal_beats_retrained(t: Table, tol: float) -> Verdict:
     )
 
 
+def _extreme_is(t: Table, metric: str, models, want: str, label: str, pick=max) -> Verdict:
+    """Whether model ``want`` has the highest (``pick=max``) or lowest ``metric`` of ``models``,
+    listing every model's value."""
+    v = {m: t.get(metric, m) for m in models}
+    got = pick(v, key=lambda m: v[m].x)
+    listed = "; ".join(f"{MODEL_NAMES[m]} {x}" for m, x in v.items())
+    return Verdict(bool(got == want), f"{label} {listed}")
+
+
 def _masking_best(t: Table, tol: float) -> Verdict:
-    v = {m: t.get("auroc", m) for m in RETRAINED}
-    best = max(v, key=lambda m: v[m].x)
-    return Verdict(
-        bool(best == "masking"), "AUROC " + "; ".join(f"{MODEL_NAMES[m]} {x}" for m, x in v.items())
-    )
+    return _extreme_is(t, "auroc", RETRAINED, "masking", "AUROC")
 
 
 def _masking_highest_kl(t: Table, tol: float) -> Verdict:
-    v = {m: t.get("kl", m) for m in RETRAINED}
-    best = max(v, key=lambda m: v[m].x)
-    return Verdict(
-        bool(best == "masking"),
-        "Random Attention KL " + "; ".join(f"{MODEL_NAMES[m]} {x}" for m, x in v.items()),
-    )
+    return _extreme_is(t, "kl", RETRAINED, "masking", "Random Attention KL")
 
 
 def _randsents_kl_zero(t: Table, tol: float) -> Verdict:
@@ -219,12 +219,7 @@ def _randsents_kl_zero(t: Table, tol: float) -> Verdict:
 
 
 def _randsents_worst(t: Table, tol: float) -> Verdict:
-    v = {m: t.get("auroc", m) for m in MODELS}
-    worst = min(v, key=lambda m: v[m].x)
-    return Verdict(
-        bool(worst == "randsents"),
-        "AUROC " + "; ".join(f"{MODEL_NAMES[m]} {x}" for m, x in v.items()),
-    )
+    return _extreme_is(t, "auroc", MODELS, "randsents", "AUROC", pick=min)
 
 
 def _retrieval_above_chance(t: Table, tol: float) -> Verdict:

@@ -10,24 +10,16 @@ from typing import Any
 import numpy as np
 
 from mmcxr import data, runs
-from mmcxr.calibration import Calibration
+from mmcxr.calibration import Calibration, image_cache, synthetic_root
 from mmcxr.chapters import late_fusion as lf
 from mmcxr.chapters import late_fusion_reference as ref
-from mmcxr.synth import SynthConfig
 
 
 def _image_only(params: dict[str, Any], out: Path, device: str) -> dict[str, float]:
     """The late-fusion chapter's image-only model, full training set, BCE loss: its test
     AUROC, built with the chapter's own functions exactly as the notebook does."""
     t0 = time.perf_counter()
-    root = data.resolve_root(
-        params["data_format"],
-        None,
-        n=params["synth_n"],
-        seed=params["synth_seed"],
-        image_size=params["synth_image_size"],
-        config=SynthConfig.from_chapter(params),
-    )
+    root = synthetic_root(params)
     images = data.load_mimic_cxr_jpg(root, None, progress=False)
     cohort = lf.build_cohort(
         images,
@@ -38,17 +30,8 @@ def _image_only(params: dict[str, Any], out: Path, device: str) -> dict[str, flo
         text_field=params["text_field"],
     )
     cache_dir = lf.image_cache_dir(out, cohort, params["image_size"])
-    table = cohort.table[["dicom_id", "path"]]
-    data.prepare(
-        params["data_format"],
-        root,
-        cache_dir,
-        size=params["image_size"],
-        table=table,
-        overwrite="stale",
-        progress=False,
-    )
-    cache = data.ImageCache(cache_dir)
+    cache = image_cache(params["data_format"], root, cache_dir,
+                        cohort.table[["dicom_id", "path"]], params["image_size"])  # fmt: skip
     splits = lf.make_splits(cohort, cache, {})  # image only: no report tokens
     t1 = time.perf_counter()
     run = lf.train_run(

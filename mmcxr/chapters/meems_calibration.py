@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from mmcxr import data, metrics, runs
-from mmcxr.calibration import Calibration
+from mmcxr.calibration import Calibration, image_cache, synthetic_root
 from mmcxr.chapters import meems as mm
 from mmcxr.chapters import meems_reference as ref
-from mmcxr.synth import SynthConfig
 
 
 def _baseline_binary(params: dict[str, Any], out: Path, device: str) -> dict[str, float]:
@@ -26,29 +25,13 @@ def _baseline_binary(params: dict[str, Any], out: Path, device: str) -> dict[str
     exactly as the notebook does: its test AUC (the mean over classes of the paper's table,
     which for one output is the AUC)."""
     t0 = time.perf_counter()
-    root = data.resolve_root(
-        params["data_format"],
-        None,
-        n=params["synth_n"],
-        seed=params["synth_seed"],
-        image_size=params["synth_image_size"],
-        config=SynthConfig.from_chapter(params),
-    )
+    root = synthetic_root(params)
     images = data.load_mimic_cxr(root, progress=False, check_images=False)
     shares = dict(zip(mm.SPLITS, params["split_shares"], strict=True))
     cohort = mm.build_cohort(images, shares=shares, seed=params["seed"])
     cache_dir = mm.image_cache_dir(out, cohort, params["image_size"])
-    table = cohort.table[["dicom_id", "path"]]
-    data.prepare(
-        params["data_format"],
-        root,
-        cache_dir,
-        size=params["image_size"],
-        table=table,
-        overwrite="stale",
-        progress=False,
-    )
-    cache = data.ImageCache(cache_dir)
+    cache = image_cache(params["data_format"], root, cache_dir,
+                        cohort.table[["dicom_id", "path"]], params["image_size"])  # fmt: skip
     t1 = time.perf_counter()
     store = runs.RunStore(out / "runs")
     run = mm.train_image_model(

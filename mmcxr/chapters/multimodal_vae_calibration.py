@@ -40,7 +40,6 @@ from mmcxr import calibration, data, metrics, runs
 from mmcxr.calibration import Calibration
 from mmcxr.chapters import multimodal_vae as mv
 from mmcxr.chapters import multimodal_vae_reference as ref
-from mmcxr.synth import SynthConfig
 
 SOURCE = "Klug, Sutter & Vogt, Table 1, MoPoE row over its Random row"
 
@@ -49,17 +48,13 @@ def cohort_splits(params: dict[str, Any], out: Path) -> tuple[mv.Cohort, mv.Spli
     """The notebook's cohort cells: the synthetic MIMIC-CXR root of these parameters
     (difficulty knobs included), the complete studies, the image cache and the vocabulary;
     with the data fingerprint the runs are keyed by."""
-    root = data.resolve_root(
-        params["data_format"], None, n=params["synth_n"], seed=params["synth_seed"],
-        image_size=params["synth_image_size"], config=SynthConfig.from_chapter(params),
-    )  # fmt: skip
+    root = calibration.synthetic_root(params)
     images = data.load_mimic_cxr(root, check_images=False, progress=False)
     cohort = mv.build_cohort(images, seed=params["seed"], split_fractions=params["split_fractions"],
                              text_field=params["text_field"])  # fmt: skip
     cache_dir = mv.image_cache_dir(out, cohort, params["image_size"])
-    data.prepare(params["data_format"], root, cache_dir, size=params["image_size"],
-                 table=mv.image_table(cohort), workers=0, overwrite="stale", progress=False)  # fmt: skip
-    cache = data.ImageCache(cache_dir)
+    cache = calibration.image_cache(params["data_format"], root, cache_dir, mv.image_table(cohort),
+                                    params["image_size"], workers=0)  # fmt: skip
     splits = mv.make_splits(cohort, cache, max_length=params["max_length"],
                             vocab_size=params["vocab_size"], min_count=params["min_word_count"])  # fmt: skip
     return cohort, splits, mv.data_fingerprint(cohort, cache)

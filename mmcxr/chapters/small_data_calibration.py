@@ -23,11 +23,10 @@ from typing import Any
 import pandas as pd
 
 from mmcxr import calibration, data, runs
-from mmcxr.calibration import CURVE_DIR, Calibration, load_curve, summarize
+from mmcxr.calibration import Calibration, load_curve, summarize
 from mmcxr.chapters import small_data as sd
 from mmcxr.chapters import small_data_reference as ref
 from mmcxr.chapters import small_data_results as sdr
-from mmcxr.synth import SynthConfig
 
 #: The chapter's calibrations: the text baseline's (report knob), then the image's.
 NAMES = (sd.SLUG, f"{sd.SLUG}.image")
@@ -40,31 +39,26 @@ def cohort_data(params: dict[str, Any], out: Path) -> tuple[sd.Cohort, sd.Data]:
     knobs included), its loader, :func:`~mmcxr.chapters.small_data.build_cohort`, the image
     cache and the token ids."""
     fmt = params["data_format"]
-    root = data.resolve_root(
-        fmt, None, n=params["synth_n"], seed=params["synth_seed"],
-        image_size=params["synth_image_size"], config=SynthConfig.from_chapter(params),
-    )  # fmt: skip
+    root = calibration.synthetic_root(params)
     loader = data.load_openi if fmt == "openi" else data.load_openi_kaggle
     cohort = sd.build_cohort(
         loader(root), seed=params["seed"], split_fractions=params["split_fractions"]
     )
     cache_dir = sd.cache_dir(out, cohort.table, params["image_size"], fmt)
-    data.prepare(fmt, root, cache_dir, size=params["image_size"],
-                 table=cohort.table[["image_id", "path"]], overwrite="stale", progress=False)  # fmt: skip
-    return cohort, sd.make_data(cohort, data.ImageCache(cache_dir), params["max_words"])
+    cache = calibration.image_cache(fmt, root, cache_dir, cohort.table[["image_id", "path"]],
+                                    params["image_size"])  # fmt: skip
+    return cohort, sd.make_data(cohort, cache, params["max_words"])
 
 
 def pretrained_key(params: dict[str, Any], out: Path, store: runs.RunStore, device: str) -> str:
     """The notebook's ChestX-ray14 pretraining (its synthetic root: :func:`~mmcxr.chapters.small_data.cxr14_config`)."""
-    root = data.resolve_root(
-        "chestx-ray14", None, n=params["synth_cxr14_n"], seed=params["synth_seed"],
-        image_size=params["synth_image_size"], config=sd.cxr14_config(params),
-    )  # fmt: skip
+    root = calibration.synthetic_root(params, "chestx-ray14", n=params["synth_cxr14_n"],
+                                      config=sd.cxr14_config(params))  # fmt: skip
     cxr = data.load_chestxray14(root)
     cache_dir = sd.cache_dir(out, cxr, params["image_size"], "chestx-ray14")
-    data.prepare("chestx-ray14", root, cache_dir, size=params["image_size"],
-                 table=cxr[["image_id", "path"]], overwrite="stale", progress=False)  # fmt: skip
-    _, key = sd.pretrain_chestxray14(cxr, data.ImageCache(cache_dir), params, store, device=device)
+    cache = calibration.image_cache("chestx-ray14", root, cache_dir, cxr[["image_id", "path"]],
+                                    params["image_size"])  # fmt: skip
+    _, key = sd.pretrain_chestxray14(cxr, cache, params, store, device=device)
     return key
 
 
@@ -153,51 +147,9 @@ def label_witness(cohort: sd.Cohort, gt: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"share of cases": shares}).rename_axis("cases")
 
 
-#: Where a measured curve is kept that cannot give a default: one whose knob does not move the
-#: baseline (flat within the seeds' spread) and never reaches the target. Beside the stored
-#: curves, not among them: a stored curve moves with its knob and gives the chapter's default
-#: (:func:`mmcxr.calibration.default_value` would read the closest point of a flat curve off
-#: seed noise).
-UNREACHED_DIR = CURVE_DIR / "unreached"
-
-
-def curve(name: str) -> dict[str, Any]:
-    """The measured curve of calibration ``name``: stored, or kept as unreached."""
-    stored = calibration.curve_path(name)
-    return load_curve(stored if stored.is_file() else UNREACHED_DIR / f"{name}.json")
-
-
 def uncalibrated(name: str) -> float:
     """The measured curve's mean at knob value 0 (the generator as drawn)."""
-    return float(summarize(curve(name))["mean"].get(0.0, float("nan")))
-
-
-def status_markdown(name: str, params: dict[str, Any]) -> str:
-    """The page's paragraph on calibration ``name``: :func:`mmcxr.calibration.status_markdown`
-    for a stored curve; for one kept aside (:data:`UNREACHED_DIR`), what was measured and why
-    its knob is left at 0."""
-    if calibration.curve_path(name).is_file():
-        return calibration.status_markdown(calibration.chapter_status(name, params))
-    c, cal = curve(name), calibration.CALIBRATIONS[name]
-    s = summarize(c)
-    value, stale = float(params[cal.knob]), calibration.stale_parameters(c, params)
-    report = c["parameters"].get("synth_report_difficulty")
-    text = (
-        f"`{cal.knob}` = {value:g}. This knob is not calibrated: the {cal.baseline}"
-        f" ({cal.source}) does not move with it. Measured at"
-        f" {', '.join(f'{v:g}' for v in s.index)} ({int(s['n'].min())} seeds each, `book`"
-        f" profile{f', `synth_report_difficulty` = {report:g}' if report is not None else ''}),"
-        f" its mean is {s['mean'].min():.3f}-{s['mean'].max():.3f} where the seeds differ by"
-        f" {s['std'].mean():.3f} (standard deviation), below the paper's {c['target']:.3g}"
-        " already with the films as drawn. A harder film cannot raise it, and a default read"
-        " off a flat curve would be read off seed noise, so the films are left as drawn (0)."
-    )
-    if value != 0.0 or stale:
-        changed = ", ".join(f"`{k}`" for k in stale)
-        text += " **This run differs from the measured one**" + (
-            f": the curve was measured with other values of {changed}." if stale else "."
-        )
-    return text
+    return float(summarize(load_curve(name))["mean"].get(0.0, float("nan")))
 
 
 def plot_curves():
@@ -208,7 +160,7 @@ def plot_curves():
 
     fig = Figure(figsize=(10.0, 3.8), layout="constrained")
     for ax, name in zip(fig.subplots(1, len(NAMES)), NAMES, strict=True):
-        c = curve(name)
+        c = load_curve(name)
         calibration.plot_curve(c, ax=ax, title=c["baseline"].replace(", mean", "\nmean"))
         share = pd.DataFrame(c["points"]).groupby("value")["abnormal_share"].mean()
         ax.plot(share.index, 1 - share, "-.", color="0.45", lw=1, label="every case 'normal'")
