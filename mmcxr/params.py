@@ -15,6 +15,7 @@ import math
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -171,6 +172,29 @@ def common(*, formats: Sequence[str] | None = None) -> dict[str, Param]:
         "output_dir": Param("str", optional=True),
         "profile": Param("str", choices=(*PROFILES, CUSTOM), doc="set by the book's executor"),
     }
+
+
+#: Specifications several chapters declare alike, each the same in every chapter that has
+#: the parameter (one whose bounds differ between chapters stays in its chapter); a chapter
+#: takes the ones it has with :func:`shared`.
+SHARED: Mapping[str, Param] = MappingProxyType(
+    {
+        "split_fractions": Param("list", items="float", length=3, low=0, high=1),
+        "mlm_epochs": Param("int", low=0),
+        "mlm_lr": Param("float", low=0, high=1),
+        "epochs": Param("int", low=1),
+        "lr": Param("float", low=0, high=1),
+        "weight_decay": Param("float", low=0),
+        "patience": Param("int", low=1),
+        "claim_tol": Param("float", low=0, high=1),
+        "num_workers": Param("int", low=0),
+    }
+)
+
+
+def shared(*names: str) -> dict[str, Param]:
+    """The :data:`SHARED` specifications of ``names``, in that order."""
+    return {name: SHARED[name] for name in names}
 
 
 def synthetic(

@@ -34,6 +34,12 @@ def records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(table.to_json(orient="records"))
 
 
+def cohort_section(flow: pd.DataFrame, splits: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """A chapter's ``cohort`` section of ``metrics.json``: its selection flow and its split
+    table, as records."""
+    return {"flow": records(flow), "splits": records(splits)}
+
+
 def validate_metrics(obj: Any, source: str = "metrics") -> dict[str, Any]:
     """Check a metrics record; return it or raise :class:`MetricsError` naming ``source``."""
     if not isinstance(obj, dict):

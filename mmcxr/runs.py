@@ -42,6 +42,7 @@ __all__ = [
     "canonical_json",
     "fingerprint_table",
     "history_table",
+    "image_cache_dir",
     "load_run_model",
     "pick_params",
     "run_key",
@@ -98,6 +99,21 @@ def fingerprint_table(df: pd.DataFrame, cols: Sequence[str] | None = None) -> st
         rows = pd.util.hash_pandas_object(sub, index=False).to_numpy()
         h.update(rows.astype("<u8").tobytes())
     return h.hexdigest()
+
+
+def image_cache_dir(
+    out_dir: str | os.PathLike,
+    table: pd.DataFrame,
+    cols: Sequence[str],
+    size: int,
+    name: str | None = None,
+) -> Path:
+    """``<out_dir>/image-cache/[<name>-]px<size>-<digest>``: a decoded-image cache folder per
+    image set and size, so a changed cohort never meets a stale cache. ``digest`` is the first
+    12 hex digits of :func:`fingerprint_table` over ``cols`` (the columns naming the images)."""
+    digest = fingerprint_table(table, cols)[:12]
+    prefix = "" if name is None else f"{name}-"
+    return Path(out_dir) / "image-cache" / f"{prefix}px{size}-{digest}"
 
 
 def pick_params(params: Mapping[str, Any], keys: Sequence[str], **extra: Any) -> dict[str, Any]:

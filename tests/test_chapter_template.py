@@ -142,6 +142,44 @@ def test_metrics_json_is_written_validated_and_read_back(tmp_path):
         results.read_metrics(path)
 
 
+def test_the_cohort_section_is_the_flow_and_the_split_table_as_records():
+    flow = pd.DataFrame({"step": ["loaded"], "rows": [2]})
+    splits = pd.DataFrame({"split": ["train"], "share": [math.nan]})
+    assert results.cohort_section(flow, splits) == {
+        "flow": [{"step": "loaded", "rows": 2}],
+        "splits": [{"split": "train", "share": None}],
+    }
+
+
+# --- what the chapters share ---------------------------------------------------------------
+
+
+def test_a_cohort_returns_one_split_and_names_the_allowed_ones():
+    from mmcxr.chapters import meems, small_data
+
+    t = pd.DataFrame({"split": ["train", "test", "train"], "x": [1, 2, 3]})
+    assert small_data.Cohort(t, t).rows("train")["x"].tolist() == [1, 3]
+    with pytest.raises(ValueError, match=r"one of \('train', 'val', 'test'\), got 'captioning'"):
+        small_data.Cohort(t, t).rows("captioning")
+    with pytest.raises(ValueError, match=r"\('captioning', 'embedding', 'val', 'test'\)"):
+        meems.Cohort(t, t).rows("train")
+
+
+def test_image_cache_folders_keep_their_names():
+    """A chapter finds the caches it built before: each folder name, pinned."""
+    from mmcxr.chapters import alignment, late_fusion, meems, multimodal_vae, small_data
+
+    t = pd.DataFrame({"dicom_id": ["a", "b"], "path": ["a.jpg", "b.jpg"], "image_id": ["a", "b"]})
+    t = t.assign(frontal_id=["a", "c"], lateral_id=["b", "d"])
+    base = Path("out") / "image-cache"
+    for ch in (late_fusion, meems):
+        assert ch.image_cache_dir(Path("out"), ch.Cohort(t, t), 64) == base / "px64-dbe21682ca81"
+    cohort = multimodal_vae.Cohort(t, t)
+    assert multimodal_vae.image_cache_dir("out", cohort, 64) == base / "px64-401787fc154b"
+    assert alignment.image_cache_dir("out", "main", t, 64) == base / "main-px64-dbe21682ca81"
+    assert small_data.cache_dir("out", t, 64, "openi") == base / "openi-px64-74fdcf62f311"
+
+
 # --- import direction ----------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from mmcxr.chapters import late_fusion as lf
 from mmcxr.chapters import synthetic_cohort as sc
-from mmcxr.params import Param, ParameterError, common, validate
+from mmcxr.params import SHARED, Param, ParameterError, common, shared, validate
 from mmcxr.profiles import resolved_parameters
 
 SPEC = {
@@ -87,6 +87,19 @@ def test_every_profile_of_a_chapter_passes_its_spec(chapter):
     for profile in ("smoke", "book", "full"):
         params = resolved_parameters(chapter.SLUG, profile)
         assert validate(params, chapter.PARAMETERS, where=chapter.SLUG)["profile"] == profile
+
+
+def test_a_shared_specification_is_the_same_in_every_chapter_that_has_it():
+    from mmcxr.chapters import alignment, meems, multimodal_vae, small_data
+
+    chapters = [alignment, lf, meems, multimodal_vae, small_data, sc]
+    for name, spec in SHARED.items():
+        users = [c.SLUG for c in chapters if name in c.PARAMETERS]
+        assert len(users) >= 2, f"{name}: declared by {users} only"
+        assert all(c.PARAMETERS[name] == spec for c in chapters if name in c.PARAMETERS), name
+    assert list(shared("lr", "epochs")) == ["lr", "epochs"]
+    with pytest.raises(KeyError):
+        shared("no_such_parameter")
 
 
 def test_common_parameters_check_the_profile_name():

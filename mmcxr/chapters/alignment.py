@@ -33,8 +33,9 @@ from mmcxr import data, models, train
 from mmcxr.chapters import alignment_reference as reference
 from mmcxr.localization import sample_negatives
 from mmcxr.models import gloria
-from mmcxr.params import Param, common, synthetic
+from mmcxr.params import Param, common, shared, synthetic
 from mmcxr.runs import canonical_json, fingerprint_table, run_key
+from mmcxr.runs import image_cache_dir as _cache_dir
 
 SLUG = "alignment-interpretability"
 PAPER = (
@@ -78,22 +79,16 @@ PARAMETERS: dict[str, Param] = {
     "bert_layers": Param("int", low=1),
     "bert_heads": Param("int", low=1),
     "bert_last_layers": Param("int", low=1),
-    "mlm_epochs": Param("int", low=0),
-    "mlm_lr": Param("float", low=0, high=1),
+    **shared("mlm_epochs", "mlm_lr"),
     "temp1": Param("float", low=0),
     "temp2": Param("float", low=0),
     "temp3": Param("float", low=0),
     "word_softmax": Param("bool"),
     "mask_vocabulary": Param("str", choices=("findings", "findings+anatomy")),
-    "epochs": Param("int", low=1),
-    "patience": Param("int", low=1),
     "batch_size": Param("int", low=2),
-    "lr": Param("float", low=0, high=1),
-    "weight_decay": Param("float", low=0),
     "grad_clip": Param("float", low=0),
     "n_bootstrap": Param("int", low=0),
-    "claim_tol": Param("float", low=0, high=1),
-    "num_workers": Param("int", low=0),
+    **shared("epochs", "patience", "lr", "weight_decay", "claim_tol", "num_workers"),
 }
 
 
@@ -249,8 +244,9 @@ def corpus_fingerprint(corpus: Corpus, cache) -> str:
 
 
 def image_cache_dir(out_dir: Path, name: str, table: pd.DataFrame, size: int) -> Path:
-    digest = fingerprint_table(table, ["dicom_id", "path"])[:12]
-    return Path(out_dir) / "image-cache" / f"{name}-px{size}-{digest}"
+    """A cache folder per image set (``name``) and size, so a changed set never meets a stale
+    cache (:func:`mmcxr.runs.image_cache_dir`)."""
+    return _cache_dir(out_dir, table, ["dicom_id", "path"], size, name)
 
 
 # --------------------------------------------------------------------------------------------

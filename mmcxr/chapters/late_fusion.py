@@ -32,8 +32,9 @@ from tqdm.auto import tqdm
 
 from mmcxr import data, evaluate, metrics, models, train
 from mmcxr.chapters import late_fusion_reference as reference
-from mmcxr.params import Param, common, synthetic
+from mmcxr.params import Param, common, shared, synthetic
 from mmcxr.runs import fingerprint_table, run_key
+from mmcxr.runs import image_cache_dir as _cache_dir
 
 SLUG = "late-fusion-pneumonia"
 PAPER = (
@@ -65,7 +66,7 @@ PARAMETERS: dict[str, Param] = {
     **common(formats=("mimic-cxr-jpg",)),
     **synthetic(image_difficulty=True, report_difficulty=True),
     "reports_root": Param("str", optional=True, doc="folder of the report files/ tree"),
-    "split_fractions": Param("list", items="float", length=3, low=0, high=1),
+    **shared("split_fractions"),
     "subsample_negative_fraction": Param("float", low=0.01, high=0.99),
     "test_negative_fraction": Param("float", optional=True, low=0.01, high=0.99),
     "image_size": Param("int", low=16, high=1024),
@@ -80,22 +81,16 @@ PARAMETERS: dict[str, Param] = {
     "bert_layers": Param("int", low=1),
     "bert_heads": Param("int", low=1),
     "vocab_size": Param("int", low=100),
-    "mlm_epochs": Param("int", low=0),
-    "mlm_lr": Param("float", low=0, high=1),
+    **shared("mlm_epochs", "mlm_lr"),
     "proj_dim": Param("int", low=1),
-    "epochs": Param("int", low=1),
     "batch_size": Param("int", low=1),
-    "lr": Param("float", low=0, high=1),
     "schedule": Param("str", choices=("linear", "linear_epoch", "constant")),
-    "weight_decay": Param("float", low=0),
-    "patience": Param("int", low=1),
     "focal_alpha_full": Param("float", low=0, high=1),
     "focal_gamma_full": Param("float", low=0),
     "focal_alpha_75": Param("float", low=0, high=1),
     "focal_gamma_75": Param("float", low=0),
     "n_bootstrap": Param("int", low=0),
-    "claim_tol": Param("float", low=0, high=1),
-    "num_workers": Param("int", low=0),
+    **shared("epochs", "lr", "weight_decay", "patience", "claim_tol", "num_workers"),
 }
 
 
@@ -339,8 +334,7 @@ def data_fingerprint(cohort: Cohort, cache) -> str:
 
 def image_cache_dir(out_dir: Path, cohort: Cohort, size: int) -> Path:
     """A cache folder per cohort and size, so a changed cohort never meets a stale cache."""
-    digest = fingerprint_table(cohort.table, ["dicom_id", "path"])[:12]
-    return Path(out_dir) / "image-cache" / f"px{size}-{digest}"
+    return _cache_dir(out_dir, cohort.table, ["dicom_id", "path"], size)
 
 
 # --------------------------------------------------------------------------------------------

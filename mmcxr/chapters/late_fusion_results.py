@@ -34,7 +34,7 @@ from mmcxr.chapters.late_fusion import (
     run_label,
 )
 from mmcxr.claims import ClaimSpec, Verdict
-from mmcxr.results import records, write_chapter_outputs
+from mmcxr.results import cohort_section, write_chapter_outputs
 
 
 def with_labels(table: pd.DataFrame) -> pd.DataFrame:
@@ -418,7 +418,7 @@ def write_outputs(
         chapter=SLUG,
         paper=PAPER,
         verdicts=verdicts,
-        cohort={"flow": records(cohort.flow), "splits": records(cohort.split_counts())},
+        cohort=cohort_section(cohort.flow, cohort.split_counts()),
         results=results,
         sensitivity=sensitivity,
         runs={

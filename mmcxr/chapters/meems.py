@@ -32,8 +32,9 @@ from mmcxr.chapters import meems_reference as reference
 from mmcxr.data.splits import patient_split_shares
 from mmcxr.labels import CHEXPERT_LABELS
 from mmcxr.models import captioner as cap
-from mmcxr.params import Param, common, synthetic
+from mmcxr.params import Param, common, shared, synthetic
 from mmcxr.runs import fingerprint_table
+from mmcxr.runs import image_cache_dir as _cache_dir
 
 SLUG = "meems-hidden-stratification"
 PAPER = (
@@ -68,12 +69,10 @@ PARAMETERS: dict[str, Param] = {
     "classifier_hidden": Param("int", low=1),
     "classifier_epochs": Param("int", low=1),
     "batch_size": Param("int", low=1),
-    "lr": Param("float", low=0, high=1),
     "plateau_patience": Param("int", low=1),
-    "patience": Param("int", low=1),
     "slice_clusters": Param("int", low=2),
     "n_bootstrap": Param("int", low=0),
-    "claim_tol": Param("float", low=0, high=1),
+    **shared("lr", "patience", "claim_tol"),
 }
 
 
@@ -82,7 +81,7 @@ PARAMETERS: dict[str, Param] = {
 
 
 @dataclass
-class Cohort:
+class Cohort(data.SplitCohort):
     """Frontal image-report pairs with 14 labels, the binary label and the four splits.
 
     ``table``: the loader's columns plus ``text`` (findings and impression merged),
@@ -90,13 +89,7 @@ class Cohort:
     (1.0 positive; uncertain and blank count as 0, the "U-zeros" reading) and ``split``.
     """
 
-    table: pd.DataFrame
-    flow: pd.DataFrame
-
-    def rows(self, split: str) -> pd.DataFrame:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        return self.table[self.table["split"] == split]
+    SPLITS = SPLITS
 
     def targets(self, task: str, split: str | None = None) -> np.ndarray:
         """``(N,)`` Finding labels or ``(N, 14)`` label matrix of a split (all rows: None)."""
@@ -160,8 +153,8 @@ def data_fingerprint(cohort: Cohort, cache) -> str:
 
 
 def image_cache_dir(out_dir: Path, cohort: Cohort, size: int) -> Path:
-    digest = fingerprint_table(cohort.table, ["dicom_id", "path"])[:12]
-    return Path(out_dir) / "image-cache" / f"px{size}-{digest}"
+    """A cache folder per cohort and size, so a changed cohort never meets a stale cache."""
+    return _cache_dir(out_dir, cohort.table, ["dicom_id", "path"], size)
 
 
 # --------------------------------------------------------------------------------------------

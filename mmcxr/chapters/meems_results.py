@@ -22,7 +22,7 @@ from mmcxr import claims, evaluate, metrics, plots
 from mmcxr.chapters import meems_reference as reference
 from mmcxr.chapters.meems import LABELS, PAPER, SLUG, Cohort
 from mmcxr.claims import ClaimSpec, Verdict
-from mmcxr.results import records, write_chapter_outputs
+from mmcxr.results import cohort_section, records, write_chapter_outputs
 
 NAMES = {"baseline": "ResNet baseline", "meems": "MEEMS"}
 #: Planted strata: (name, output read, easy stratum, hard stratum) -- see :func:`strata_masks`.
@@ -462,7 +462,7 @@ def write_outputs(out_dir: Path, params: Mapping[str, object], *, cohort: Cohort
 
     return write_chapter_outputs(
         out_dir, params, chapter=SLUG, paper=PAPER, verdicts=verdicts,
-        cohort={"flow": records(cohort.flow), "splits": records(split_table(cohort).reset_index())},
+        cohort=cohort_section(cohort.flow, split_table(cohort).reset_index()),
         results=results, **{k: records(v.reset_index()) for k, v in tables.items()},
         runs={n: {k: r.metrics.get(k) for k in ("best_epoch", "epochs_run")} | {"path": str(r.path)}
               for n, r in runs.items()},

@@ -34,8 +34,9 @@ from mmcxr.evaluate import generation_scores_ci
 from mmcxr.labels import CHEXPERT_LABELS
 from mmcxr.models import mvae
 from mmcxr.models.cnn_text import WordVocab
-from mmcxr.params import Param, common, synthetic
+from mmcxr.params import Param, common, shared, synthetic
 from mmcxr.runs import fingerprint_table, run_key
+from mmcxr.runs import image_cache_dir as _cache_dir
 
 SLUG = "multimodal-vae"
 PAPER = (
@@ -74,7 +75,7 @@ def subset_name(subset: Sequence[str]) -> str:
 PARAMETERS: dict[str, Param] = {
     **common(formats=("mimic-cxr",)),
     **synthetic(image_difficulty=True, report_difficulty=True),
-    "split_fractions": Param("list", items="float", length=3, low=0, high=1),
+    **shared("split_fractions"),
     "text_field": Param("str", choices=_TEXT_FIELDS),
     "image_size": Param("int", choices=(16, 32, 64, 128, 256)),
     "max_length": Param("int", low=8, high=1024, doc="words per report, a multiple of 8"),
@@ -87,15 +88,11 @@ PARAMETERS: dict[str, Param] = {
     "beta": Param("float", low=0),
     "laplace_scale": Param("float", low=0.01),
     "joints": Param("list", items="str", doc="any of mopoe, poe, moe"),
-    "epochs": Param("int", low=1),
     "batch_size": Param("int", low=8),
-    "lr": Param("float", low=0, high=1),
-    "patience": Param("int", low=1),
     "probe_c": Param("float", low=0),
     "n_bootstrap": Param("int", low=1),
     "n_examples": Param("int", low=1, high=12),
-    "claim_tol": Param("float", low=0, high=1),
-    "num_workers": Param("int", low=0),
+    **shared("epochs", "lr", "patience", "claim_tol", "num_workers"),
 }
 
 #: Parameters that change what a run learns; anything else leaves a finished run reusable.
@@ -135,17 +132,9 @@ def run_config(joint: str, params: Mapping[str, object]) -> dict[str, object]:
 
 
 @dataclass
-class Cohort:
+class Cohort(data.SplitCohort):
     """One row per study: ``frontal_id``/``frontal_path``, ``lateral_id``/``lateral_path``,
     ``text``, ``label`` (1 = "Finding"), ``split``; ``flow``: counts after each step."""
-
-    table: pd.DataFrame
-    flow: pd.DataFrame
-
-    def rows(self, split: str) -> pd.DataFrame:
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val or test, got {split!r}")
-        return self.table[self.table["split"] == split]
 
     def split_counts(self) -> pd.DataFrame:
         """Studies, patients and the share with a finding in each split."""
@@ -158,7 +147,7 @@ class Cohort:
                 "finding share": g["label"].mean(),
             }
         )
-        return out.reindex(["train", "val", "test"]).dropna(how="all")
+        return out.reindex(list(self.SPLITS)).dropna(how="all")
 
 
 def _text(df: pd.DataFrame, field: str) -> pd.Series:
@@ -250,8 +239,7 @@ def build_cohort(
 
 def image_cache_dir(out_dir: Path, cohort: Cohort, size: int) -> Path:
     """A cache folder per cohort and size, so a changed cohort never meets a stale cache."""
-    digest = fingerprint_table(cohort.table, ["frontal_id", "lateral_id"])[:12]
-    return Path(out_dir) / "image-cache" / f"px{size}-{digest}"
+    return _cache_dir(out_dir, cohort.table, ["frontal_id", "lateral_id"], size)
 
 
 def image_table(cohort: Cohort) -> pd.DataFrame:

@@ -32,7 +32,7 @@ from mmcxr.chapters.multimodal_vae import (
 )
 from mmcxr.claims import ClaimSpec, Verdict
 from mmcxr.data.datasets import to_display
-from mmcxr.results import records, write_chapter_outputs
+from mmcxr.results import cohort_section, write_chapter_outputs
 
 SUBSET_NAMES = tuple(subset_name(s) for s in SUBSETS)
 ALL, WITHOUT_F = "L,F,T", "L,T"
@@ -464,10 +464,7 @@ def write_outputs(
         chapter=SLUG,
         paper=PAPER,
         verdicts=verdicts,
-        cohort={
-            "flow": records(cohort.flow),
-            "splits": records(cohort.split_counts().reset_index()),
-        },
+        cohort=cohort_section(cohort.flow, cohort.split_counts().reset_index()),
         table1=table1,
         generation=generation,
         runs={

@@ -30,7 +30,7 @@ from mmcxr.data.openi import image_key
 from mmcxr.data.paired import PairedData
 from mmcxr.data.sections import join_sections
 from mmcxr.models.cnn_text import LEE_CORPUS
-from mmcxr.params import Param, common, synthetic
+from mmcxr.params import Param, common, shared, synthetic
 from mmcxr.runs import RunResult, RunStore, fingerprint_table, history_table
 from mmcxr.runs import pick_params as _config
 from mmcxr.synth import SynthConfig
@@ -53,7 +53,7 @@ PARAMETERS: dict[str, Param] = {
     **synthetic(image_difficulty=True, report_difficulty=True),
     "cxr14_root": Param("str", optional=True, doc="a real ChestX-ray14 root for pretraining"),
     "synth_cxr14_n": Param("int", low=20, doc="images of the synthetic ChestX-ray14 cohort"),
-    "split_fractions": Param("list", items="float", length=3, low=0, high=1),
+    **shared("split_fractions"),
     "image_size": Param("int", low=32, high=1024),
     "image_backbone": Param("str", choices=("densenet121", "densenet-small")),
     "image_weights": Param("str", optional=True, doc="a local ImageNet state dict"),
@@ -84,7 +84,7 @@ PARAMETERS: dict[str, Param] = {
     "max_clusters": Param("int", low=1),
     "pointing_tolerance": Param("int", low=0),
     "n_bootstrap": Param("int", low=0),
-    "claim_tol": Param("float", low=0, high=1),
+    **shared("claim_tol"),
 }
 
 
@@ -93,7 +93,7 @@ PARAMETERS: dict[str, Param] = {
 
 
 @dataclass
-class Cohort:
+class Cohort(data.SplitCohort):
     """One frontal image and its report per case, labelled and split.
 
     ``table``: the loader's columns plus ``label`` (1 abnormal, 0 normal, from the MeSH
@@ -101,18 +101,10 @@ class Cohort:
     ("train"/"val"/"test", stratified by label). ``flow``: counts after each selection step.
     """
 
-    table: pd.DataFrame
-    flow: pd.DataFrame
-
-    def rows(self, split: str) -> pd.DataFrame:
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val or test, got {split!r}")
-        return self.table[self.table["split"] == split]
-
     def split_counts(self) -> pd.DataFrame:
         """Cases, abnormal and abnormal share per split."""
         rows = []
-        for split in ("train", "val", "test"):
+        for split in self.SPLITS:
             part = self.rows(split)
             n, pos = len(part), int(part["label"].sum())
             rows.append(
@@ -185,8 +177,7 @@ def data_fingerprint(cohort: Cohort, cache) -> str:
 
 def cache_dir(out_dir: Path, table: pd.DataFrame, size: int, name: str) -> Path:
     """A cache folder per image set and size, so a changed cohort never meets a stale cache."""
-    digest = fingerprint_table(table, ["image_id", "path"])[:12]
-    return Path(out_dir) / "image-cache" / f"{name}-px{size}-{digest}"
+    return runs.image_cache_dir(out_dir, table, ["image_id", "path"], size, name)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from mmcxr import claims, explain, metrics, plots
 from mmcxr.chapters import small_data_reference as reference
 from mmcxr.chapters.small_data import LRS, METHODS, MODELS, PAPER, SLUG, Cohort
 from mmcxr.claims import ClaimSpec, Verdict
-from mmcxr.results import records, write_chapter_outputs
+from mmcxr.results import cohort_section, write_chapter_outputs
 
 KEYS = ("experiment", "group", "variant")
 MODEL_NAMES = {"multimodal": "Multimodal", "text": "Text", "image": "Image"}
@@ -507,7 +507,7 @@ def write_outputs(
         chapter=SLUG,
         paper=PAPER,
         verdicts=verdicts,
-        cohort={"flow": records(cohort.flow), "splits": records(cohort.split_counts())},
+        cohort=cohort_section(cohort.flow, cohort.split_counts()),
         results=results,
         figure5=history,
         pointing=pointing_table(pointing).reset_index(),

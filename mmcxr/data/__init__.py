@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "load_chestxray14": "mmcxr.data.chestxray14",
     "load_chestxray14_boxes": "mmcxr.data.chestxray14",
     "CohortFlow": "mmcxr.data.cohorts",
+    "SplitCohort": "mmcxr.data.cohorts",
     "binary_cohort": "mmcxr.data.cohorts",
     "frontal_only": "mmcxr.data.cohorts",
     "one_per_patient": "mmcxr.data.cohorts",
@@ -93,6 +94,7 @@ __all__ = [
     "ReportError",
     "SchemaError",
     "SkippedFile",
+    "SplitCohort",
     "SquareGeometry",
     "binary_cohort",
     "decode_image",
@@ -154,6 +156,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from mmcxr.data.chestxray14 import load_chestxray14, load_chestxray14_boxes
     from mmcxr.data.cohorts import (
         CohortFlow,
+        SplitCohort,
         binary_cohort,
         frontal_only,
         one_per_patient,

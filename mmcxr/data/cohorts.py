@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from mmcxr.data.errors import DataWarning
 __all__ = [
     "FRONTAL_VIEWS",
     "CohortFlow",
+    "SplitCohort",
     "binary_cohort",
     "frontal_only",
     "one_per_patient",
@@ -206,3 +208,24 @@ class CohortFlow:
 
     def __repr__(self) -> str:
         return f"CohortFlow(\n{self.table.to_string(index=False)}\n)"
+
+
+@dataclass
+class SplitCohort:
+    """A chapter's cohort: ``table``, one row per case with a ``split`` column naming one of
+    :attr:`SPLITS`, and ``flow``, the counts after each selection step (:class:`CohortFlow`).
+
+    A chapter subclasses it (documenting its columns) and sets ``SPLITS`` when its splits are
+    not train/val/test.
+    """
+
+    SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+
+    table: pd.DataFrame
+    flow: pd.DataFrame
+
+    def rows(self, split: str) -> pd.DataFrame:
+        """The rows of one split."""
+        if split not in self.SPLITS:
+            raise ValueError(f"split must be one of {self.SPLITS}, got {split!r}")
+        return self.table[self.table["split"] == split]
