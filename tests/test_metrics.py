@@ -345,3 +345,24 @@ def test_auroc_ranks_is_auroc_ties_included():
         p = np.round(rng.random(200), 1) + 0.1 * y  # many ties
         assert M.auroc_ranks(y, p) == pytest.approx(M.auroc(y, p), abs=1e-12)
     assert math.isnan(M.auroc_ranks(np.ones(5), np.arange(5.0))), "one class: NaN, no warning"
+
+
+def test_the_bootstraps_fast_metrics_are_scikit_learns():
+    """metrics_with_ci scores its resamples with a numpy path; it must give binary_metrics'
+    numbers (scikit-learn's), ties, one-class samples and every threshold included."""
+    rng = np.random.default_rng(5)
+    cases = []
+    for n in (2, 7, 60, 400):
+        y = rng.integers(0, 2, n)
+        cases += [(y, np.round(rng.random(n), 1) + 0.2 * y), (y, rng.random(n))]
+    cases += [(np.zeros(9, int), rng.random(9)), (np.ones(9, int), rng.random(9))]
+    cases += [(np.array([0, 1, 1, 0]), np.full(4, 0.5))]
+    for y, p in cases:
+        for threshold in (0.0, 0.3, 0.5, 1.01):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ref = M.binary_metrics(y, p, threshold)
+            fast = M._binary_metrics_fast(y, p.astype(float), threshold)
+            np.testing.assert_allclose(
+                fast, [ref[m] for m in M.METRIC_NAMES], rtol=0, atol=1e-12, equal_nan=True
+            )
