@@ -18,7 +18,9 @@ through its ``profile`` parameter, and hides the parameters cells in the execute
 (the chapter opening lists every parameter once, folded).
 
 Usage: ``python -m mmcxr.book {data,execute,scorecard,check,build} [--only SLUG ...]
-[--force] [--profile P] [-p NAME VALUE ...] [--local-only] [--config FILE]``.
+[--force] [--profile P] [-p NAME VALUE ...] [--jobs N] [--local-only] [--config FILE]``.
+``execute`` runs two chapters at a time where there are two cores or more
+(:func:`execute_parallel`).
 """
 
 from __future__ import annotations
@@ -224,6 +226,70 @@ def execute(slug: str, profile: str = "book", force: bool = False, **overrides: 
     return out
 
 
+def default_jobs(profile: str) -> int:
+    """Chapters executed at once by default: two where there are two cores or more (``book``
+    and ``smoke``), one for ``full`` (paper-scale chapters would share one GPU's memory).
+
+    Two small chapters side by side, each with half the cores, finish sooner than one after
+    the other with all of them: the ``book`` profile's models are too small to keep two
+    threads busy, and an idle thread of PyTorch's pool spins instead of sleeping."""
+    return 1 if profile == "full" else min(2, os.cpu_count() or 1)
+
+
+def _child_command(slug: str, extra: list[str]) -> list[str]:
+    """The process :func:`execute_parallel` starts for one chapter."""
+    return [sys.executable, "-m", "mmcxr.book", "execute", "--only", slug, "--jobs", "1", *extra]
+
+
+def execute_parallel(
+    slugs: list[str],
+    jobs: int,
+    profile: str = "book",
+    force: bool = False,
+    params: list[list[str]] | None = None,
+) -> int:
+    """Execute ``slugs`` ``jobs`` at a time, each in its own ``python -m mmcxr.book execute
+    --only SLUG`` process (so each is :func:`execute`, reuse included) with the cores split
+    between them (``OMP_NUM_THREADS``, unless already set); the longest by its last recorded
+    wall time starts first. Each process's output goes to ``_build/logs/<slug>.log``, whose
+    tail is printed when it fails. Returns the number of chapters that failed."""
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // jobs))
+    child_env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    logs = root() / "_build" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    order = sorted(slugs, key=lambda s: -float((run_record(s) or {}).get("wall_s") or 0.0))
+    extra = ["--profile", profile, *(["--force"] if force else [])]
+    extra += [a for pair in params or [] for a in ("-p", *pair)]
+    running: dict[str, tuple[subprocess.Popen, float, Path]] = {}
+    failed: list[str] = []
+    print(f"[book] executing {len(slugs)} chapters, {jobs} at a time, {threads} thread(s) each")
+    while order or running:
+        while order and len(running) < jobs:
+            slug = order.pop(0)
+            log = logs / f"{slug}.log"
+            with open(log, "w") as fh:
+                proc = subprocess.Popen(_child_command(slug, extra), stdout=fh,
+                                        stderr=subprocess.STDOUT, env=child_env, cwd=root())  # fmt: skip
+            running[slug] = (proc, time.time(), log)
+            print(f"[book] {slug}: started (log: {log.relative_to(root())})")
+        time.sleep(0.5)
+        for slug, (proc, started, log) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[slug]
+            took = time.time() - started
+            if proc.returncode == 0:
+                print(f"[book] {slug}: done in {took:.0f} s")
+            else:
+                failed.append(slug)
+                tail = log.read_text(errors="replace").splitlines()[-25:]
+                print(f"[book] {slug}: FAILED after {took:.0f} s; the end of {log}:")
+                print("\n".join(f"    {line}" for line in tail))
+    if failed:
+        print(f"[book] failed: {', '.join(failed)}")
+    return len(failed)
+
+
 #: Tags of the cells holding the parameters: the notebook's own and the one papermill injects.
 PARAMETER_TAGS = ("parameters", "injected-parameters")
 
@@ -364,6 +430,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("NAME", "VALUE"),
         help="override a parameter for execute (a Python literal or a string)",
     )
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        help="chapters executed at once, each in its own process with its share of the cores"
+        " (default: 2 on two or more cores, 1 for the full profile)",
+    )
     ap.add_argument("--config", help="an alternative _config.yml (jupyter-book build --config)")
     ap.add_argument(
         "--local-only",
@@ -375,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "data":
         generate_data(slugs)
     elif args.command == "execute":
+        jobs = args.jobs or default_jobs(args.profile)
+        if jobs > 1 and len(slugs) > 1:
+            return 1 if execute_parallel(slugs, jobs, args.profile, args.force, args.param) else 0
         for slug in slugs:
             execute(slug, args.profile, force=args.force, **_overrides(args.param))
     elif args.command == "scorecard":

@@ -580,3 +580,37 @@ def test_placeholders_open_with_the_header_and_end_with_exercises(slug: str):
     assert f'PARAMS = page.open_chapter("{slug}", globals(), common())' in code[0]
     assert any(c.cell_type == "markdown" and c.source.startswith("## Exercises") for c in nb.cells)
     assert f'page.exercises("{slug}"' in code[-1]
+
+
+def test_chapters_run_two_at_a_time_longest_first_with_the_cores_shared(
+    repo: Path, monkeypatch, capsys
+):
+    """execute_parallel: at most ``jobs`` chapter processes at once, the one that took longest
+    last time first, each with its share of the cores; a failure is counted and its log's
+    end printed, and the others still run."""
+    import sys
+
+    for slug, wall in (("a", 5.0), ("b", 50.0), ("c", 20.0)):
+        (book.executed_dir() / f"{slug}.run.json").write_text(json.dumps({"wall_s": wall}))
+    spans = repo / "spans"
+    script = (
+        "import os, sys, time; t = time.time(); time.sleep(0.6); "
+        f"open({str(spans)!r} + '-' + sys.argv[1], 'w').write("
+        "f\"{t} {time.time()} {os.environ['OMP_NUM_THREADS']}\"); "
+        "print('the end of', sys.argv[1]); sys.exit(3 if sys.argv[1] == 'c' else 0)"
+    )
+    monkeypatch.setattr(
+        book, "_child_command", lambda slug, extra: [sys.executable, "-c", script, slug]
+    )
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert book.execute_parallel(["a", "b", "c"], jobs=2) == 1
+    got = {s: Path(f"{spans}-{s}").read_text().split() for s in "abc"}
+    start = {s: float(v[0]) for s, v in got.items()}
+    end = {s: float(v[1]) for s, v in got.items()}
+    assert {v[2] for v in got.values()} == {"2"}, "4 cores, 2 jobs: 2 threads each"
+    assert start["b"] <= start["c"] < start["a"], "longest first"
+    assert start["a"] >= min(end["b"], end["c"]) - 0.05, "never three at once"
+    out = capsys.readouterr().out
+    assert "c: FAILED" in out and "the end of c" in out and "failed: c" in out
+    assert (repo / "_build" / "logs" / "a.log").read_text().strip() == "the end of a"
