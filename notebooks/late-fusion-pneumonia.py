@@ -148,7 +148,7 @@ lfr.cohort_vs_paper(cohort)
 # The splits each run trains, stops and is scored on (the test set is shared):
 
 # %%
-cohort.split_counts()
+cohort.split_counts().style.format({"pneumonia share": "{:.1%}"})
 
 # %% [markdown]
 # Images are decoded once, resized to the training size and stored in the `mmcxr prepare`

@@ -122,7 +122,7 @@ cohort.flow
 # share, so the random row of each table is the yardstick, not the paper's numbers.
 
 # %%
-cohort.split_counts()
+cohort.split_counts().style.format({"finding share": "{:.1%}"})
 
 # %% [markdown]
 # ### How hard the synthetic data are

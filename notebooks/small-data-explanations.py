@@ -141,7 +141,7 @@ cohort.flow
 
 # %%
 display(sdr.cohort_vs_paper(cohort))
-cohort.split_counts()
+cohort.split_counts().style.format({"abnormal share": "{:.1%}"})
 
 # %% [markdown]
 # ### How hard the synthetic cohort is, and why
