@@ -355,6 +355,11 @@ KNOB_EFFECTS = {
 }
 
 
+def _metric_name(metric: str) -> str:
+    """A metric as prose names it: AUROC in capitals, accuracy not."""
+    return metric.upper() if metric in ("auroc", "auc", "map") else metric
+
+
 def status_markdown(status: Mapping[str, Any]) -> str:
     """:func:`chapter_status` as a paragraph for the page."""
     knob = f"`{status['knob']}` = {status['value']:g}"
@@ -391,7 +396,7 @@ def status_markdown(status: Mapping[str, Any]) -> str:
         if not math.isnan(spread):
             what += (
                 f" One run is one seed: at a fixed knob value the seeds'"
-                f" {status['metric'].upper()} differ by {spread:.3f} (standard deviation,"
+                f" {_metric_name(status['metric'])} differ by {spread:.3f} (standard deviation,"
                 " averaged over the curve), so this page's own baseline may sit that far from"
                 " the curve."
             )
@@ -563,7 +568,7 @@ def plot_curve(
             ax.axvline(picked, ls=":", color="grey", lw=1.2, label=f"default {picked:.2f}")
         ax.set(xlabel=curve["knob"], ylabel=metric.upper() if metric == "auroc" else metric)
         ax.set_title(title if title is not None else curve.get("name", curve.get("slug", "")))
-        ax.legend(loc="lower left", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     return fig
 
 

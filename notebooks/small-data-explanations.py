@@ -172,7 +172,7 @@ sdc.plot_curves()
 
 # %%
 witness = sdc.label_witness(cohort, gt) if gt is not None else None
-witness
+witness.style.format("{:.1%}") if witness is not None else None
 
 # %% [markdown]
 # So {glue:text}`sd_abnormal_share` of the cases are abnormal (the paper: 60%), a model that

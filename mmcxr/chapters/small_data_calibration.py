@@ -164,5 +164,5 @@ def plot_curves():
         calibration.plot_curve(c, ax=ax, title=c["baseline"].replace(", mean", "\nmean"))
         share = pd.DataFrame(c["points"]).groupby("value")["abnormal_share"].mean()
         ax.plot(share.index, 1 - share, "-.", color="0.45", lw=1, label="every case 'normal'")
-        ax.legend(loc="lower left", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     return fig
