@@ -157,6 +157,13 @@ def _data_record(out: Path, slug: str) -> tuple[dict[str, Any], list[dict[str, A
     return {k: first.get(k) for k in ("kind", "format", "root")}, sources
 
 
+#: How papermill's client waits for a cell's outputs. By default it waits 4 s after a cell's
+#: reply for the rest of its output messages and then goes on without them, with only a log
+#: line: on a loaded machine a figure can arrive later than that and be silently missing from
+#: the page. Wait a minute instead, and fail the chapter rather than drop an output.
+PAPERMILL_OPTIONS: dict[str, Any] = {"iopub_timeout": 60, "raise_on_iopub_timeout": True}
+
+
 def execute(slug: str, profile: str = "book", force: bool = False, **overrides: Any) -> Path:
     """Execute one chapter with papermill unless an identical run is already in the book.
 
@@ -188,6 +195,7 @@ def execute(slug: str, profile: str = "book", force: bool = False, **overrides: 
             cwd=str(root() / "notebooks"),
             progress_bar=True,
             request_save_on_cell_execute=False,
+            **PAPERMILL_OPTIONS,
         )
     except BaseException:
         if tmp.is_file():

@@ -30,6 +30,8 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from mmcxr import book
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "_build" / "test-artifacts"
 WIDTH, HEIGHT = 1400, 1000
@@ -192,8 +194,9 @@ def tiny_book(tmp_path_factory) -> Path:
     raw = src / "raw.ipynb"
     jupytext.write(jupytext.reads(TINY_CHAPTER, fmt="py:percent"), raw)
     pm.execute_notebook(
-        str(raw), str(src / "chapter.ipynb"), kernel_name="mmcxr", cwd=str(src), progress_bar=False
-    )
+        str(raw), str(src / "chapter.ipynb"), kernel_name="mmcxr", cwd=str(src),
+        progress_bar=False, **book.PAPERMILL_OPTIONS,
+    )  # fmt: skip
     raw.unlink()
     jb = Path(sys.executable).with_name("jupyter-book")
     r = subprocess.run(

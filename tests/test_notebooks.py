@@ -10,7 +10,7 @@ import papermill as pm
 import pytest
 import yaml
 
-from mmcxr import papers
+from mmcxr import book, papers
 from mmcxr.claims import read_claims
 from mmcxr.results import read_metrics
 
@@ -49,6 +49,7 @@ def test_smoke_run(slug: str, mmcxr_home: Path, tmp_path: Path):
         kernel_name="mmcxr",
         cwd=str(ROOT / "notebooks"),
         progress_bar=False,
+        **book.PAPERMILL_OPTIONS,
     )
     print(f"{slug}: smoke run {time.time() - t0:.1f} s")
     # a chapter that reproduces a paper writes its verdicts and its numbers, to schema (the
