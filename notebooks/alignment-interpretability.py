@@ -462,7 +462,11 @@ for name, value in numbers.items():
 #   loss stays near its chance level ({glue:text}`al_chance_loss`: four cross-entropies over a
 #   batch of `batch_size`; the training curves above). They are, in effect,
 #   untrained encoders, and every verdict below is about such encoders; the `full` profile
-#   (or the released GLoRIA weights) is where the paper's question is answered.
+#   (or the released GLoRIA weights) is where the paper's question is answered. How little
+#   the verdicts mean at this scale shows in how easily they move: running the same chapter
+#   with two PyTorch threads instead of one (the same seeds and data; only the order of the
+#   floating-point sums changes) moved Retrained's pixel AUROC from well above chance to well
+#   below it and flipped several of the verdicts below.
 # - **What an untrained attention map looks like.** It still draws a plausible-looking heat
 #   map (the figure above): the paper's warning in its plainest form. The stand-in GLoRIA's
 #   AUROC is {glue:text}`al_gloria_auroc` and the model trained on random pairs scores
