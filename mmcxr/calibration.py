@@ -326,6 +326,7 @@ def chapter_status(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     fit = _fit(s)
     value = float(params[cal.knob])
     default = default_value(curve)
+    state = curve_state(curve)
     stale = stale_parameters(curve, params)
     return {
         "knob": cal.knob,
@@ -336,8 +337,8 @@ def chapter_status(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         "baseline": cal.baseline,
         "source": cal.source,
         "expected": float(np.interp(value, s.index.to_numpy(), fit)),
-        "state": curve_state(curve),
-        "reached": reaches_target(curve),
+        "state": state,
+        "reached": state == "reached",
         "fit_range": (float(fit[0]), float(fit[-1])),
         "knob_range": (float(s.index[0]), float(s.index[-1])),
         "seeds": int(s["n"].min()),

@@ -229,7 +229,8 @@ pd.Series(mlm_losses, index=pd.RangeIndex(1, len(mlm_losses) + 1, name="epoch"),
 # contrastive loss in both directions, every other item of the batch serving as a negative:
 
 # %%
-page.show_source(gloria.word_region_attention, gloria.local_similarity, gloria.Gloria.forward)
+page.show_source(gloria.word_region_attention, gloria.local_similarity, gloria.paired_local_similarity,
+                 gloria.Gloria.forward)
 
 # %% [markdown]
 # The model of this run, layer by layer, on two training items:

@@ -154,13 +154,10 @@ def local_similarity(
     compared with the word by cosine; ``log sum_words exp(temp2 * cos)`` is the similarity.
     Returns ``(similarity (I, S), attention (I, S, W, M))``.
     """
-    attn = word_region_attention(
-        words[None], word_mask[None], regions[:, None], temp1, word_softmax
-    )
-    context = torch.matmul(attn, regions.transpose(1, 2)[:, None])  # (I, S, W, D)
-    cos = F.cosine_similarity(context, words[None].expand_as(context), dim=-1, eps=1e-8)
-    logits = (cos * temp2).masked_fill(~word_mask[None], float("-inf"))
-    return torch.logsumexp(logits, dim=-1), attn
+    return paired_local_similarity(
+        words[None], word_mask[None], regions[:, None], temp1=temp1, temp2=temp2,
+        word_softmax=word_softmax,
+    )  # fmt: skip
 
 
 def paired_local_similarity(
@@ -174,14 +171,15 @@ def paired_local_similarity(
     aggregate: str = "sum",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`local_similarity` for paired items only: ``words`` (n, W, D), ``regions``
-    (n, D, M); returns ``(similarity (n,), attention (n, W, M))``. ``aggregate="sum"`` is the
+    (n, D, M); returns ``(similarity (n,), attention (n, W, M))``. Leading dimensions
+    broadcast, which is how :func:`local_similarity` pairs every image with every sentence. ``aggregate="sum"`` is the
     training form (log-sum-exp over words), ``"max"`` GLoRIA's retrieval form
     (``get_local_similarities``: the best-matching word)."""
     if aggregate not in ("sum", "max"):
         raise ValueError(f"aggregate must be 'sum' or 'max', got {aggregate!r}")
     attn = word_region_attention(words, word_mask, regions, temp1, word_softmax)
-    context = torch.matmul(attn, regions.transpose(1, 2))  # (n, W, D)
-    cos = F.cosine_similarity(context, words, dim=-1, eps=1e-8)
+    context = torch.matmul(attn, regions.transpose(-1, -2))  # (n, W, D)
+    cos = F.cosine_similarity(context, words.expand_as(context), dim=-1, eps=1e-8)
     logits = (cos * temp2).masked_fill(~word_mask, float("-inf"))
     sim = torch.logsumexp(logits, -1) if aggregate == "sum" else logits.max(-1).values
     return sim, attn
